@@ -1,0 +1,1 @@
+"""Training data: JSONL rows in OpenAI's RFT format, validated before anything runs."""

@@ -1,0 +1,38 @@
+"""One error hierarchy for the whole project.
+
+Library code raises these; the CLI turns them into one line and exit code 2, the HTTP
+service into OpenAI's error JSON. `InvalidInput` always says *where* (file:line, field
+path, HTTP parameter) and *what*, so a user can fix the input without reading a traceback.
+"""
+
+from __future__ import annotations
+
+
+class OpenRFTError(Exception):
+    """Base of every error OpenRFT raises on purpose."""
+
+
+class InvalidInput(OpenRFTError, ValueError):
+    """Bad user input: a malformed row, a wrong field, an invalid grader or config."""
+
+    def __init__(self, location: str, message: str) -> None:
+        self.location = location
+        self.message = message
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class NotFound(OpenRFTError, LookupError):
+    """A named thing (model, file, job, checkpoint) does not exist."""
+
+    def __init__(self, kind: str, name: str, hint: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} not found: {name}" + (f" ({hint})" if hint else ""))
+
+
+class GraderFailure(OpenRFTError):
+    """A grader could not produce a score (sandbox crash, judge endpoint down, ...).
+
+    Graders normally record such failures in `GradeResult.errors` and score 0; this is
+    raised only where a caller asked for strict grading.
+    """

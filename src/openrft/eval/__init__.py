@@ -1,0 +1,1 @@
+"""Evaluation: the training path without the update (mean reward, pass@k, top@k)."""

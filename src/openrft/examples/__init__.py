@@ -1,0 +1,1 @@
+"""Worked examples built on the public API."""

