@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from openrft.errors import InvalidInput
 from openrft.graders.schema import Grader, GraderSpec
@@ -151,17 +151,45 @@ _IMPLEMENTATIONS = {
 _ADAPTER: TypeAdapter[GraderSpec] = TypeAdapter(Grader)
 
 
+_GRADER_TYPES = tuple(_IMPLEMENTATIONS)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """`grader.graders.x.operation` from pydantic's loc, without the union tags.
+
+    Pydantic puts the discriminator value in the loc of a tagged union
+    (`('multi', 'graders', 'x', 'string_check', 'operation')`); users wrote no such key.
+    """
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        at_union = index == 0 or (index >= 2 and loc[index - 2] == "graders")
+        if at_union and part in _GRADER_TYPES:
+            continue
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(parts)
+
+
 def _format_validation_error(exc: ValidationError, where: str) -> InvalidInput:
     first = exc.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
-    location = f"{where}.{path}" if path else where
-    return InvalidInput(location, first["msg"])
+    location, message = where + _field_path(tuple(first["loc"])), first["msg"]
+    kinds = ", ".join(_GRADER_TYPES)
+    if first["type"] == "union_tag_not_found":
+        location, message = f"{location}.type", f"missing field 'type' (one of {kinds})"
+    elif first["type"] == "union_tag_invalid":
+        tag = first.get("ctx", {}).get("tag", "")
+        message = f"unknown grader type '{tag}' (one of {kinds})"
+        if tag == "multi":
+            message = "a multi grader cannot contain another multi grader"
+        location = f"{location}.type"
+    return InvalidInput(location, message)
 
 
 def parse_grader(grader: dict[str, Any] | GraderSpec, where: str = "grader") -> GraderSpec:
     """Validate a raw grader dict into its pydantic model (InvalidInput on error)."""
+    if isinstance(grader, BaseModel):
+        return grader  # type: ignore[return-value]
     if not isinstance(grader, dict):
-        return grader
+        raise InvalidInput(where, f"a grader must be a JSON object, got {type(grader).__name__}")
     try:
         return _ADAPTER.validate_python(grader)
     except ValidationError as exc:
@@ -173,7 +201,13 @@ def build_grader(grader: dict[str, Any] | GraderSpec, where: str = "grader") -> 
     spec = parse_grader(grader, where)
     module_name, class_name = _IMPLEMENTATIONS[spec.type].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(spec)
+    try:
+        return cls(spec)
+    except InvalidInput as exc:  # implementations name fields relative to the grader
+        if exc.location == where or exc.location.startswith((f"{where}.", f"{where}[")):
+            raise
+        location = f"{where}.{exc.location}" if exc.location else where
+        raise InvalidInput(location, exc.message) from None
 
 
 def validate(grader: dict[str, Any]) -> GraderSpec:
