@@ -1,0 +1,336 @@
+"""`RFTConfig`: one training config, shaped like OpenAI's fine-tuning job body.
+
+A YAML file for `openrft train` holds the same keys as OpenAI's `POST /fine_tuning/jobs`
+for a reinforcement job (`model`, `training_file`, `validation_file`, `seed`, `suffix`,
+and `grader` / `response_format` / `hyperparameters`, either at the top level or under
+`method.reinforcement` exactly as OpenAI nests them), plus an `expert:` mapping for the
+knobs OpenAI keeps internal (group size, KL, clipping, LoRA, ...). Every field is
+documented here once; "auto" values are resolved in one place, `resolve()`, which the
+trainer, the docs (docs/training.md) and the run directory's config.yaml all share.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from openrft.errors import InvalidInput
+
+Auto = Literal["auto"]
+LossType = Literal["grpo", "dr_grpo", "dapo"]
+RewardScaling = Literal["group", "batch", "none"]
+ReasoningEffort = Literal["default", "low", "medium", "high"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hyperparameters(_Strict):
+    """OpenAI's reinforcement hyperparameters: same names, ranges and "auto" defaults."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = "auto"
+    """Passes over the training file. auto: fewest epochs giving >= 20 steps, at most 10."""
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Auto = "auto"
+    """Prompts per optimizer step (each sampled group_size times). auto: min(8, rows)."""
+    learning_rate_multiplier: Annotated[float, Field(gt=0)] | Auto = "auto"
+    """Scales expert.base_learning_rate. auto: 1.0."""
+    compute_multiplier: Annotated[float, Field(gt=0.00001, le=10)] | Auto = "auto"
+    """Exploration compute: sets group_size = clamp(round(8 * cm), 2, 64). auto: 1.0."""
+    reasoning_effort: ReasoningEffort = "default"
+    """Reasoning-token budget per completion (rollout.reasoning_budget); default: no cap."""
+    eval_interval: Annotated[int, Field(ge=1)] | Auto = "auto"
+    """Optimizer steps between validation runs. auto: ceil(total_steps / 10)."""
+    eval_samples: Annotated[int, Field(ge=1)] | Auto = "auto"
+    """Validation rows sampled (once each) per validation run. auto: min(32, rows)."""
+
+
+class ExpertSettings(_Strict):
+    """Knobs OpenAI does not expose. Defaults follow current TRL GRPO practice."""
+
+    group_size: Annotated[int, Field(ge=2, le=256)] | None = None
+    """Completions sampled per prompt (GRPO's G). None: from compute_multiplier."""
+    beta: float = Field(0.0, ge=0)
+    """KL(policy || reference) coefficient. 0.0 (TRL >= 0.19, DAPO, Dr. GRPO): no reference
+    forward pass, so a step is cheaper; LoRA's low rank already limits drift. Set 0.04
+    (the original GRPO value) to anchor the policy to the base model."""
+    epsilon: float = Field(0.2, gt=0, lt=1)
+    """Lower clip range of the importance ratio: ratio >= 1 - epsilon."""
+    epsilon_high: float | None = Field(None, gt=0)
+    """Upper clip range: ratio <= 1 + epsilon_high. None: 0.28 for dapo (DAPO's clip-higher),
+    epsilon otherwise."""
+    loss_type: LossType = "dapo"
+    """Loss aggregation: grpo (mean per sequence, then over sequences), dr_grpo (token sum
+    / (sequences * max_tokens)), dapo (token sum / active tokens in the whole batch)."""
+    num_iterations: int = Field(1, ge=1)
+    """Policy-update epochs over each sampled batch (PPO's mu). 1 is on-policy: the ratio is
+    exactly 1 and no extra forward pass is needed for the old log-probs."""
+    finetune: Literal["lora", "full"] = "lora"
+    """Train LoRA adapters (small checkpoints, KL reference for free) or every weight."""
+    lora_rank: int = Field(16, ge=1)
+    """LoRA rank r."""
+    lora_alpha: float = Field(32.0, gt=0)
+    """LoRA scaling alpha (effective scale alpha / r)."""
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the LoRA path during the loss forward pass."""
+    base_learning_rate: Annotated[float, Field(gt=0)] | Auto = "auto"
+    """AdamW learning rate before learning_rate_multiplier. auto: 2e-5 for lora, 1e-6 full."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW decoupled weight decay."""
+    max_tokens: int = Field(256, ge=1)
+    """Completion length cap in tokens (reasoning included)."""
+    temperature: float = Field(1.0, gt=0, le=2)
+    """Sampling temperature of rollouts (validation uses it too)."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling mass of rollouts."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches per optimizer step: the batch_size * group_size sequences are split in
+    this many forward/backward passes to bound memory; the loss is identical."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate decay after warmup (linear/cosine decay to 0 at the last step)."""
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    """Fraction of total steps with linear warmup from 0."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping: global L2 norm cap."""
+    engine: Literal["auto", "hf", "vllm"] = "auto"
+    """Rollout engine. auto: vllm when available on a GPU, else hf."""
+    scale_rewards: RewardScaling = "group"
+    """Advantage scaling: divide by the group's std, the batch's std, or not at all."""
+    save_every: Annotated[int, Field(ge=1)] | Auto = "auto"
+    """Optimizer steps between checkpoints. auto: eval_interval."""
+    keep_checkpoints: int = Field(3, ge=1)
+    """How many of the latest checkpoints to keep on disk (OpenAI keeps 3)."""
+    keep_samples: int = Field(8, ge=0)
+    """Sampled completions per step written to samples.jsonl."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps even if epochs remain."""
+
+
+class RFTConfig(_Strict):
+    """A reinforcement fine-tuning job: OpenAI's job-creation body plus `expert:` knobs."""
+
+    model: str
+    """Base model: a local directory (HF format) or a hub id already in the local cache."""
+    training_file: str
+    """JSONL of prompts (messages ending with a user turn) plus reference fields."""
+    validation_file: str | None = None
+    """Optional JSONL in the same format: periodic and final validation reward."""
+    grader: dict[str, Any]
+    """An OpenAI grader object (string_check, text_similarity, python, score_model, multi)."""
+    response_format: dict[str, Any] | None = None
+    """OpenAI `{type: json_schema, json_schema: {...}}`: outputs parsed into output_json."""
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    seed: int | None = None
+    """Seeds data order, sampling and initialisation. None: drawn once, saved in the run."""
+    output_dir: str | None = None
+    """Run directory. None: runs/<suffix or 'rft'>."""
+    suffix: str | None = Field(None, max_length=64)
+    """A name for the fine-tuned model (OpenAI's suffix)."""
+    metadata: dict[str, str] | None = None
+    """Free key/value labels, kept with the run (OpenAI's metadata)."""
+    expert: ExpertSettings = Field(default_factory=ExpertSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_openai_method(cls, data: Any) -> Any:
+        """Accept OpenAI's `method: {type: reinforcement, reinforcement: {...}}` nesting."""
+        if not isinstance(data, dict) or "method" not in data:
+            return data
+        data = dict(data)
+        method = data.pop("method")
+        if not isinstance(method, dict) or method.get("type", "reinforcement") != "reinforcement":
+            raise ValueError("method.type must be 'reinforcement'")
+        for key, value in (method.get("reinforcement") or {}).items():
+            if key in data:
+                raise ValueError(f"{key} is given both at the top level and in method")
+            data[key] = value
+        return data
+
+    @field_validator("grader")
+    @classmethod
+    def _valid_grader(cls, grader: dict[str, Any]) -> dict[str, Any]:
+        from openrft.graders.base import parse_grader
+
+        parse_grader(grader)  # raises InvalidInput("grader.<path>", why)
+        return grader
+
+
+def _pydantic_path(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "literal[", "constrained"))]
+    return ".".join(p for p in parts if p not in ("int", "float", "str"))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RFTConfig:
+    """Validate a config mapping; InvalidInput names `source: field.path`."""
+    try:
+        return RFTConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = error["msg"].removeprefix("Value error, ")
+        if isinstance(error.get("ctx", {}).get("error"), InvalidInput):
+            inner = error["ctx"]["error"]
+            raise InvalidInput(f"{source}: {inner.location}", inner.message) from None
+        raise InvalidInput(f"{source}: {_pydantic_path(tuple(error['loc']))}", message) from None
+
+
+def load_config(path: str | Path) -> RFTConfig:
+    """Read a YAML config. Relative data/model paths are looked up next to the file first."""
+    path = Path(path)
+    from openrft.data.jsonl import read_text_file
+
+    try:
+        data = yaml.safe_load(read_text_file(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InvalidInput(where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(str(path), "expected a mapping of config fields")
+    config = config_from_dict(data, str(path))
+    return _relative_to(config, path.parent)
+
+
+def _relative_to(config: RFTConfig, base: Path) -> RFTConfig:
+    updates: dict[str, str] = {}
+    for name in ("model", "training_file", "validation_file"):
+        value = getattr(config, name)
+        if value and not Path(value).is_absolute() and (base / value).exists():
+            updates[name] = str(base / value)
+    return config.model_copy(update=updates)
+
+
+def auto_group_size(compute_multiplier: float) -> int:
+    """OpenAI's only exploration knob mapped to GRPO's group size: 8 completions at cm=1."""
+    return min(64, max(2, round(8 * compute_multiplier)))
+
+
+def auto_n_epochs(steps_per_epoch: int) -> int:
+    """Fewest epochs that give at least 20 optimizer steps, between 1 and 10."""
+    return min(10, max(1, math.ceil(20 / steps_per_epoch)))
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """Every value the trainer uses, with "auto" and None replaced by concrete numbers."""
+
+    model: str
+    training_file: str
+    validation_file: str | None
+    grader: dict[str, Any]
+    response_format: dict[str, Any] | None
+    seed: int
+    output_dir: str
+    suffix: str | None
+    n_train_rows: int
+    n_valid_rows: int
+    n_epochs: int
+    batch_size: int  # prompts per step
+    group_size: int  # completions per prompt
+    steps_per_epoch: int
+    total_steps: int
+    learning_rate: float
+    reasoning_effort: ReasoningEffort
+    eval_interval: int
+    eval_samples: int  # validation rows per periodic validation (0: no validation file)
+    save_every: int
+    beta: float
+    epsilon: float
+    epsilon_high: float
+    loss_type: LossType
+    num_iterations: int
+    finetune: Literal["lora", "full"]
+    lora_rank: int
+    lora_alpha: float
+    lora_dropout: float
+    weight_decay: float
+    max_tokens: int
+    temperature: float
+    top_p: float
+    grad_accum_steps: int
+    lr_schedule: Literal["constant", "linear", "cosine"]
+    warmup_ratio: float
+    max_grad_norm: float
+    engine: Literal["auto", "hf", "vllm"]
+    scale_rewards: RewardScaling
+    keep_checkpoints: int
+    keep_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _auto(value: Any, default: Any) -> Any:
+    return default if value == "auto" or value is None else value
+
+
+def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> ResolvedConfig:
+    """Replace every "auto"/None by its value: the ONE place these mappings live.
+
+    learning_rate = base_learning_rate (auto: 2e-5 lora, 1e-6 full) * multiplier (auto 1)
+    group_size    = expert.group_size or clamp(round(8 * compute_multiplier), 2, 64)
+    batch_size    = min(batch_size (auto: 8), n_train_rows)
+    n_epochs      = auto: fewest epochs with >= 20 steps, at most 10
+    total_steps   = ceil(n_train_rows / batch_size) * n_epochs, capped by max_steps
+    eval_interval = auto: ceil(total_steps / 10); eval_samples = auto: min(32, valid rows)
+    save_every    = auto: eval_interval; epsilon_high = None: 0.28 (dapo) or epsilon
+    seed          = None: drawn at random (the run records it)
+    """
+    hp, ex = config.hyperparameters, config.expert
+    batch_size = min(_auto(hp.batch_size, 8), n_train_rows)
+    steps_per_epoch = math.ceil(n_train_rows / batch_size)
+    n_epochs = _auto(hp.n_epochs, auto_n_epochs(steps_per_epoch))
+    total_steps = steps_per_epoch * n_epochs
+    if ex.max_steps is not None:
+        total_steps = min(total_steps, ex.max_steps)
+    eval_interval = _auto(hp.eval_interval, math.ceil(total_steps / 10))
+    base_lr = _auto(ex.base_learning_rate, 2e-5 if ex.finetune == "lora" else 1e-6)
+    default_high = 0.28 if ex.loss_type == "dapo" else ex.epsilon
+    return ResolvedConfig(
+        model=config.model,
+        training_file=config.training_file,
+        validation_file=config.validation_file,
+        grader=config.grader,
+        response_format=config.response_format,
+        seed=config.seed if config.seed is not None else random.SystemRandom().randrange(2**31),
+        output_dir=config.output_dir or f"runs/{config.suffix or 'rft'}",
+        suffix=config.suffix,
+        n_train_rows=n_train_rows,
+        n_valid_rows=n_valid_rows,
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        group_size=ex.group_size or auto_group_size(_auto(hp.compute_multiplier, 1.0)),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        learning_rate=base_lr * _auto(hp.learning_rate_multiplier, 1.0),
+        reasoning_effort=hp.reasoning_effort,
+        eval_interval=eval_interval,
+        eval_samples=min(_auto(hp.eval_samples, 32), n_valid_rows),
+        save_every=_auto(ex.save_every, eval_interval),
+        beta=ex.beta,
+        epsilon=ex.epsilon,
+        epsilon_high=ex.epsilon_high if ex.epsilon_high is not None else default_high,
+        loss_type=ex.loss_type,
+        num_iterations=ex.num_iterations,
+        finetune=ex.finetune,
+        lora_rank=ex.lora_rank,
+        lora_alpha=ex.lora_alpha,
+        lora_dropout=ex.lora_dropout,
+        weight_decay=ex.weight_decay,
+        max_tokens=ex.max_tokens,
+        temperature=ex.temperature,
+        top_p=ex.top_p,
+        grad_accum_steps=ex.grad_accum_steps,
+        lr_schedule=ex.lr_schedule,
+        warmup_ratio=ex.warmup_ratio,
+        max_grad_norm=ex.max_grad_norm,
+        engine=ex.engine,
+        scale_rewards=ex.scale_rewards,
+        keep_checkpoints=ex.keep_checkpoints,
+        keep_samples=ex.keep_samples,
+    )
