@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -204,7 +205,11 @@ def build_grader(grader: dict[str, Any] | GraderSpec, where: str = "grader") -> 
     try:
         return cls(spec)
     except InvalidInput as exc:  # implementations name fields relative to the grader
-        if exc.location == where or exc.location.startswith((f"{where}.", f"{where}[")):
+        is_field_path = re.fullmatch(r"[\w.\[\]-]+", exc.location) is not None
+        already_rooted = exc.location.startswith((f"{where}.", f"{where}[")) or (
+            exc.location == where
+        )
+        if not is_field_path or already_rooted:  # e.g. "environment X", a file:line
             raise
         location = f"{where}.{exc.location}" if exc.location else where
         raise InvalidInput(location, exc.message) from None
