@@ -1,0 +1,1 @@
+"""Static dashboard assets (HTML, JS, CSS), served by routes/dashboard.py."""

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per OpenAI resource; handlers stay thin (no SQL here)."""

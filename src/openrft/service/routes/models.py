@@ -1,0 +1,52 @@
+"""`/v1/models`: the project's fine-tuned models and the base models its jobs used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from openrft.service import views
+from openrft.service.deps import PrincipalDep, SessionDep
+from openrft.service.errors import APIError, not_found
+from openrft.service.schemas import ModelDeleted, ModelObject
+from openrft.service.store import queries
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+BASE_OWNER = "openrft"
+
+
+def _all_models(session: SessionDep, principal: PrincipalDep) -> list[ModelObject]:
+    tuned = [views.model_object(m, principal.project_name)
+             for m in queries.list_fine_tuned_models(session, principal.project_id)]
+    base = [ModelObject(id=name, created=created, owned_by=BASE_OWNER)
+            for name, created in queries.list_base_models(session, principal.project_id)]
+    return tuned + base
+
+
+@router.get("")
+def list_models(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
+    data = _all_models(session, principal)
+    return {"object": "list", "data": [m.model_dump() for m in data]}
+
+
+@router.get("/{model:path}", response_model=ModelObject)
+def retrieve_model(model: str, principal: PrincipalDep, session: SessionDep) -> ModelObject:
+    for candidate in _all_models(session, principal):
+        if candidate.id == model:
+            return candidate
+    raise not_found("model", model, param="model")
+
+
+@router.delete("/{model:path}", response_model=ModelDeleted)
+def delete_model(model: str, principal: PrincipalDep, session: SessionDep) -> ModelDeleted:
+    row = queries.get_fine_tuned_model(session, principal.project_id, model)
+    if row is None:
+        if any(m.id == model for m in _all_models(session, principal)):
+            raise APIError(400, f"'{model}' is a base model; only fine-tuned models can be "
+                                "deleted", param="model", code="model_not_deletable")
+        raise not_found("model", model, param="model")
+    queries.mark_model_deleted(session, row)
+    session.commit()
+    return ModelDeleted(id=model)

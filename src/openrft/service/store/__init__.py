@@ -1,0 +1,1 @@
+"""The job store: SQLAlchemy models, the database connection, and every query."""
