@@ -1,0 +1,177 @@
+"""train_supervised on the tiny model: loss falls, answers are memorised, outputs reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openrft.errors import InvalidInput
+from openrft.models.load import LoraSettings, load_model
+from openrft.sft import train_supervised
+
+FACTS = [("alpha", "seven"), ("beta", "three"), ("gamma", "nine"), ("delta", "two")]
+ROWS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Code word {word}?"},
+            {"role": "assistant", "content": f"The answer is {answer}."},
+        ]
+    }
+    for word, answer in FACTS
+]
+
+
+class RecordingReporter:
+    """A Reporter that remembers every call; `stop_after` makes should_stop fire."""
+
+    def __init__(self, stop_after: int | None = None, request: str = "pause") -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        self.stop_after, self.request = stop_after, request
+
+    def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
+        self.calls.append(("start", total_steps))
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        self.steps.append(metrics)
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.calls.append(("event", message))
+
+    def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        self.calls.append(("samples", step))
+
+    def on_checkpoint(self, step: int, path: str, metrics: dict[str, Any]) -> None:
+        self.calls.append(("checkpoint", (step, path)))
+
+    def on_end(self, result: dict[str, Any]) -> None:
+        self.calls.append(("end", result))
+
+    def should_stop(self):
+        if self.stop_after is not None and len(self.steps) >= self.stop_after:
+            return self.request
+        return None
+
+
+def greedy_answer(model_dir: Path, question: str) -> str:
+    """Greedy decode with transformers' own generate (an oracle independent of our engine)."""
+    loaded = load_model(model_dir)
+    tokenizer = loaded.tokenizer
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = loaded.model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def memorised(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    reporter = RecordingReporter()
+    out = train_supervised(
+        tiny_model_dir,
+        ROWS,
+        tmp_path_factory.mktemp("sft") / "model",
+        epochs=40,
+        learning_rate=5e-3,
+        batch_size=4,
+        warmup_ratio=0.0,
+        lr_schedule="constant",
+        seed=0,
+        reporter=reporter,
+        progress=False,
+    )
+    return out, reporter
+
+
+def test_loss_falls_on_a_memorisation_set(memorised) -> None:
+    _, reporter = memorised
+    losses = [m["train_loss"] for m in reporter.steps]
+    assert len(losses) == 40  # 4 rows, batch 4, 40 epochs
+    assert losses[-1] < 0.5 * losses[0]
+    assert sum(losses[-5:]) / 5 < 1.0  # near-memorised (ln(514) ≈ 6.2 at random init)
+
+
+def test_fine_tuned_model_reproduces_memorised_answers(memorised, tiny_model_dir: Path) -> None:
+    out, _ = memorised
+    for word, answer in FACTS:
+        assert greedy_answer(out, f"Code word {word}?") == f"The answer is {answer}."
+    assert greedy_answer(tiny_model_dir, "Code word alpha?") != "The answer is seven."
+
+
+def test_reporter_sees_the_whole_run(memorised) -> None:
+    out, reporter = memorised
+    assert reporter.calls[0] == ("start", 40)
+    assert reporter.calls[-2] == ("checkpoint", (40, str(out)))
+    end = reporter.calls[-1][1]
+    assert end["status"] == "succeeded" and end["final_model_dir"] == str(out)
+    assert [m["step"] for m in reporter.steps] == list(range(1, 41))
+    assert all(m["tokens"] > 0 for m in reporter.steps)
+    assert {m["learning_rate"] for m in reporter.steps} == {pytest.approx(5e-3)}
+
+
+def test_output_is_a_safetensors_model_dir(memorised) -> None:
+    out, _ = memorised
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    record = json.loads((out / "openrft_sft.json").read_text())
+    assert record["steps"] == 40 and record["settings"]["learning_rate"] == 5e-3
+
+
+def test_lora_run_saves_an_adapter_that_load_model_reads(tiny_model_dir: Path, tmp_path: Path):
+    out = train_supervised(
+        tiny_model_dir,
+        ROWS[:2],
+        tmp_path / "adapter",
+        epochs=3,
+        batch_size=2,
+        learning_rate=1e-2,
+        lora=LoraSettings(rank=4, alpha=8),
+        progress=False,
+    )
+    assert (out / "adapter_config.json").is_file()
+    assert not (out / "model.safetensors").exists()
+    assert load_model(out).is_adapter
+
+
+def test_text_rows_train_a_causal_lm(tiny_model_dir: Path, tmp_path: Path) -> None:
+    rows = [{"text": "zebra quartz " * 6} for _ in range(8)]
+    reporter = RecordingReporter()
+    train_supervised(
+        tiny_model_dir, rows, tmp_path / "lm", epochs=6, batch_size=4, max_length=32,
+        learning_rate=5e-3, warmup_ratio=0.0, reporter=reporter, progress=False,
+    )
+    losses = [m["train_loss"] for m in reporter.steps]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_pause_saves_a_checkpoint_and_cancel_saves_nothing(tiny_model_dir: Path, tmp_path: Path):
+    paused = RecordingReporter(stop_after=2, request="pause")
+    path = train_supervised(
+        tiny_model_dir, ROWS, tmp_path / "p", epochs=5, batch_size=2, reporter=paused,
+        progress=False,
+    )
+    assert path == tmp_path / "p" / "checkpoints" / "step-2"
+    assert load_model(path).model is not None
+    assert paused.calls[-1][1]["status"] == "paused"
+
+    cancelled = RecordingReporter(stop_after=1, request="cancel")
+    train_supervised(
+        tiny_model_dir, ROWS, tmp_path / "c", epochs=5, batch_size=2, reporter=cancelled,
+        progress=False,
+    )
+    assert cancelled.calls[-1][1]["status"] == "cancelled"
+    assert not (tmp_path / "c" / "model.safetensors").exists()
+
+
+def test_bad_rows_name_file_and_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps({"messages": "hi"}) + "\n")
+    with pytest.raises(InvalidInput, match=r"rows\.jsonl:3: messages"):
+        train_supervised(tiny_model_dir, data, tmp_path / "x", progress=False)
+    with pytest.raises(InvalidInput, match="batch_size"):
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "x", batch_size=0, progress=False)
