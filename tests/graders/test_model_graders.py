@@ -189,6 +189,10 @@ def test_missing_item_field_is_invalid_variable_without_a_request(server, settin
         ('{"result": 12}', [0, 10], 10.0),  # clamped to the range top
         ("-3", [-1, 1], -1.0),  # clamped to the range bottom
         ("Score: 1.5", None, 1.0),
+        ("The rating is 4", [0, 10], 4.0),
+        ("result = 3", [0, 10], 3.0),
+        ("8.", [0, 10], 8.0),
+        ("Score: 0.2. Reconsidering, final score: 0.6", None, 0.6),  # the last labelled one
     ],
 )
 def test_score_reply_shapes(server, settings, reply, score_range, expected):
