@@ -60,8 +60,8 @@ def apply_limits(rlimits: dict[str, int], cpu_seconds_total: int) -> None:
     """Lower the rlimits (soft = hard, so user code cannot raise them again)."""
     for name, value in rlimits.items():
         resource.setrlimit(getattr(resource, name), (value, value))
-    # The CPU hard limit covers every call of this batch; the soft limit is re-armed
-    # before each call (see `run_call`), so one call cannot spend the others' budget.
+    # The CPU hard limit (SIGKILL) covers every call of this batch; the soft limit
+    # (SIGXCPU) is re-armed before each call, so one call cannot spend the others' budget.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds_total, cpu_seconds_total))
 
 
@@ -81,7 +81,7 @@ def arm_cpu_limit(cpu_seconds_per_call: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = math.ceil(usage.ru_utime + usage.ru_stime)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    resource.setrlimit(resource.RLIMIT_CPU, (min(used + cpu_seconds_per_call, hard), hard))
+    resource.setrlimit(resource.RLIMIT_CPU, (min(used + cpu_seconds_per_call, hard - 1), hard))
 
 
 def safe_text(value: object) -> str:
@@ -152,7 +152,8 @@ def main() -> None:
     runner_pid = os.getpid()
     cpu_seconds = int(header["cpu_seconds_per_call"])
     try:
-        apply_limits(header["rlimits"], cpu_seconds * (int(header["calls"]) + 1))
+        # + 1 s per call: `arm_cpu_limit` rounds the CPU time used so far up
+        apply_limits(header["rlimits"], (cpu_seconds + 1) * (int(header["calls"]) + 1) + 1)
         drop_privileges(header["uid"], header["gid"])
     except (OSError, ValueError) as exc:
         send(protocol_out, {"error": {"kind": "setup", "message": safe_text(exc)}})
