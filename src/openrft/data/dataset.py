@@ -136,4 +136,9 @@ def check_grader_fields(dataset: Dataset, grader: dict[str, Any]) -> None:
     from openrft.data.templates import check_template_fields
 
     for row, line in zip(dataset.rows, dataset.line_numbers, strict=True):
-        check_template_fields(grader, row, f"{dataset.source}:{line}")
+        missing = check_template_fields(grader, row)
+        if missing:
+            raise InvalidInput(
+                f"{dataset.source}:{line}: {missing[0]}",
+                "the grader references this field but the row does not have it",
+            )

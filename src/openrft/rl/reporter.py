@@ -34,3 +34,66 @@ class Reporter(Protocol):
 
     def should_stop(self) -> StopRequest:
         """Checked between steps: "cancel" stops now, "pause" checkpoints then stops."""
+
+
+class NullReporter:
+    """Does nothing; never asks to stop."""
+
+    def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
+        pass
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        pass
+
+    def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, path: str, metrics: dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, result: dict[str, Any]) -> None:
+        pass
+
+    def should_stop(self) -> StopRequest:
+        return None
+
+
+class MultiReporter:
+    """Fans every hook out to several reporters; the first stop request wins."""
+
+    def __init__(self, reporters: list[Reporter]) -> None:
+        self.reporters = reporters
+
+    def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
+        for reporter in self.reporters:
+            reporter.on_start(total_steps, config)
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        for reporter in self.reporters:
+            reporter.on_step(metrics)
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        for reporter in self.reporters:
+            reporter.on_event(level, message, data)
+
+    def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        for reporter in self.reporters:
+            reporter.on_samples(step, samples)
+
+    def on_checkpoint(self, step: int, path: str, metrics: dict[str, Any]) -> None:
+        for reporter in self.reporters:
+            reporter.on_checkpoint(step, path, metrics)
+
+    def on_end(self, result: dict[str, Any]) -> None:
+        for reporter in self.reporters:
+            reporter.on_end(result)
+
+    def should_stop(self) -> StopRequest:
+        for reporter in self.reporters:
+            request = reporter.should_stop()
+            if request is not None:
+                return request
+        return None

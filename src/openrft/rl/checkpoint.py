@@ -1,0 +1,179 @@
+"""Checkpoints that a killed run can always resume from.
+
+`checkpoints/step-N/` holds the model (a peft adapter or a full HF model, plus the
+tokenizer, loadable by `load_model`) and `trainer_state.json` + `trainer_state.safetensors`
+(optimizer and LR-scheduler state, RNG states, step). A checkpoint is written into a
+temporary sibling directory and renamed into place, so `step-N/` either exists complete
+or not at all, whenever the process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_JSON = "trainer_state.json"
+STATE_TENSORS = "trainer_state.safetensors"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def save_model_dir(path: Path, model: Any, tokenizer: Any) -> None:
+    """Write model (adapter or full) + tokenizer to `path` atomically (tmp dir + rename)."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _replace_dir(tmp, path)
+
+
+def save_checkpoint(
+    checkpoints_dir: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+) -> Path:
+    """Write `checkpoints_dir/step-<step>/` atomically and return its path.
+
+    `state` holds plain JSON values the trainer wants back (seed, epoch, ...).
+    """
+    path = checkpoints_dir / f"step-{step}"
+    tmp = checkpoints_dir / f".tmp-step-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tensors, meta = _optimizer_to_flat(optimizer.state_dict())
+    rng_tensors, rng_meta = _capture_rng()
+    tensors.update(rng_tensors)
+    save_file(tensors, str(tmp / STATE_TENSORS))
+    document = {
+        **state,
+        "step": step,
+        "optimizer": meta,
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_meta,
+    }
+    (tmp / STATE_JSON).write_text(json.dumps(document, indent=1))
+    _replace_dir(tmp, path)
+    return path
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None (tmp dirs are ignored)."""
+    steps = sorted(_checkpoint_steps(checkpoints_dir))
+    return checkpoints_dir / f"step-{steps[-1]}" if steps else None
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoints."""
+    for step in sorted(_checkpoint_steps(checkpoints_dir))[:-keep]:
+        shutil.rmtree(checkpoints_dir / f"step-{step}", ignore_errors=True)
+
+
+def load_trainer_state(
+    path: Path, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG states from a checkpoint; return its JSON state.
+
+    The model weights are restored by the caller (adapter or full model differ).
+    """
+    document = json.loads((path / STATE_JSON).read_text())
+    tensors = load_file(str(path / STATE_TENSORS))
+    optimizer.load_state_dict(_optimizer_from_flat(tensors, document["optimizer"]))
+    scheduler.load_state_dict(document["scheduler"])
+    _restore_rng(tensors, document["rng"])
+    return document
+
+
+def _checkpoint_steps(checkpoints_dir: Path) -> list[int]:
+    if not checkpoints_dir.is_dir():
+        return []
+    matches = (_STEP_DIR.match(p.name) for p in checkpoints_dir.iterdir() if p.is_dir())
+    return [int(m.group(1)) for m in matches if m]
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`; an older `path` is moved aside first, then deleted."""
+    _fsync_tree(tmp)
+    if path.exists():
+        old = path.with_name(f".old-{path.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def _fsync_tree(directory: Path) -> None:
+    # Data reaches the disk before the rename makes the checkpoint visible.
+    for file in directory.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _optimizer_to_flat(
+    state_dict: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into safetensors tensors and JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, param_state in state_dict["state"].items():
+        for name, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    indices = [str(i) for i in state_dict["state"]]
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars,
+                     "indices": indices}
+
+
+def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(meta["scalars"].get(i, {}))
+                                        for i in meta["indices"]}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state[int(index)][name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch (CPU, CUDA), numpy and python RNG states."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = cuda_state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, python_state, gauss = random.getstate()
+    meta = {
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(python_state), gauss],
+    }
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, cached = meta["numpy"]
+    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, pos, has_gauss, cached))
+    version, python_state, gauss = meta["python"]
+    random.setstate((version, tuple(python_state), gauss))

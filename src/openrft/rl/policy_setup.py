@@ -1,0 +1,89 @@
+"""Building what a run trains with: the policy (model, KL reference, optimizer, LR
+schedule), the rollout engine and the sampling parameters, fresh or from a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import get_scheduler, set_seed
+
+from openrft.rl.checkpoint import load_trainer_state
+from openrft.rl.config import ResolvedConfig
+from openrft.rl.step import Policy
+from openrft.rollout.engine import GenerationParams, RolloutEngine
+
+logger = logging.getLogger(__name__)
+
+# Our schedule names -> transformers.get_scheduler names (warmup is built into each).
+_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, Any, int]:
+    """(policy, tokenizer, completed steps). Seeds every RNG first, so a fresh run's LoRA
+    initialisation is reproducible; a checkpoint then overwrites weights, optimizer,
+    schedule and RNG states."""
+    from openrft.models.load import LoraSettings, load_model
+
+    set_seed(cfg.seed)  # python, numpy, torch
+    lora = None
+    if cfg.finetune == "lora":
+        lora = LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+    # Full fine-tuning resumes from the checkpoint's full weights; LoRA from the base model
+    # plus the checkpoint's adapter (loaded below).
+    source = str(checkpoint) if checkpoint is not None and lora is None else cfg.model
+    loaded = load_model(source, trainable=True, lora=lora)
+    model = loaded.model
+    reference = None
+    if cfg.finetune == "full" and cfg.beta > 0:
+        # The KL anchor is the *base* model: a second full copy in memory (LoRA avoids this
+        # by switching its adapters off instead).
+        reference = load_model(cfg.model, trainable=False).model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    updates = cfg.total_steps * cfg.num_iterations
+    scheduler = get_scheduler(
+        _SCHEDULES[cfg.lr_schedule],
+        optimizer,
+        num_warmup_steps=round(cfg.warmup_ratio * updates),
+        num_training_steps=updates,
+    )
+    policy = Policy(model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id)
+    start_step = 0
+    if checkpoint is not None:
+        if lora is not None:
+            _load_adapter_weights(model, checkpoint)
+        start_step = int(load_trainer_state(checkpoint, optimizer, scheduler)["step"])
+    model.eval()
+    return policy, loaded.tokenizer, start_step
+
+
+def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
+    if result.unexpected_keys:
+        raise RuntimeError(f"checkpoint {checkpoint} does not match the adapter: "
+                           f"{result.unexpected_keys[:3]}")
+
+
+def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:
+    """Sampling settings of rollouts and validation (the seed is set per call)."""
+    from openrft.rollout.reasoning import reasoning_budget
+
+    return GenerationParams(
+        max_tokens=cfg.max_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        reasoning_budget=reasoning_budget(cfg.reasoning_effort, cfg.max_tokens),
+        response_format=cfg.response_format,
+    )
+
+
+def make_rollout_engine(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> RolloutEngine:
+    """The engine that samples from the policy being trained (it shares the model)."""
+    from openrft.rollout.hf import HFRolloutEngine
+
+    return HFRolloutEngine(model, tokenizer)

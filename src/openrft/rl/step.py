@@ -1,0 +1,289 @@
+"""One GRPO step, top to bottom: sample -> grade -> advantages -> loss/update -> metrics.
+
+Each phase is a small function; `run_step` only strings them together and times them.
+The trainer (trainer.py) owns the loop, evaluation cadence, checkpoints and reporting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from openrft.graders.base import GradeError, GradeResult, RewardFn
+from openrft.rl.advantages import group_advantages, zero_variance_groups
+from openrft.rl.config import ResolvedConfig
+from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
+from openrft.rl.losses import BatchSizes, policy_loss
+from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+
+
+@dataclass
+class Policy:
+    """The model being trained and everything its update needs."""
+
+    model: Any  # transformers model or peft model (LoRA)
+    reference: Any | None  # frozen model for KL in full fine-tuning; None: LoRA or beta == 0
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    pad_token_id: int
+
+
+@dataclass
+class StepContext:
+    """What every step shares: config, policy, rollout engine, reward function."""
+
+    cfg: ResolvedConfig
+    policy: Policy
+    engine: RolloutEngine
+    reward_fn: RewardFn
+    params: GenerationParams  # sampling settings; the seed is set per call
+
+
+@dataclass
+class StepOutput:
+    metrics: dict[str, Any]  # one metrics.jsonl row (without validation)
+    samples: list[dict[str, Any]]  # records for samples.jsonl
+
+
+TRAIN_SAMPLING, VALID_SAMPLING = 0, 1  # purposes of derived sampling seeds
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A sampling seed per (run seed, step, purpose, ...): a resumed run samples the same
+    tokens as an uninterrupted one without saving any generator state."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+# -- phase 1: sample -------------------------------------------------------------------
+
+
+def sample_completions(
+    engine: RolloutEngine, prompts: list[Messages], n: int, params: GenerationParams
+) -> list[Sample]:
+    """len(prompts) * n completions, prompt-major. The only place that generates text."""
+    return engine.generate(prompts, n, params)
+
+
+# -- phase 2: grade --------------------------------------------------------------------
+
+
+def grade_samples(
+    reward_fn: RewardFn, samples: Sequence[Sample], items: Sequence[dict[str, Any]]
+) -> list[GradeResult]:
+    """One GradeResult per sample; unparsable structured output scores 0 without grading."""
+    results: list[GradeResult | None] = [None] * len(samples)
+    parsable = []
+    for i, sample in enumerate(samples):
+        if sample.parse_error is not None:
+            error = GradeError("sample_parse_error", sample.parse_error)
+            results[i] = GradeResult(score=0.0, errors=[error])
+        else:
+            parsable.append(i)
+    graded = reward_fn(
+        [samples[i].grader_view() for i in parsable],
+        [items[samples[i].prompt_index] for i in parsable],
+    )
+    for i, result in zip(parsable, graded, strict=True):
+        results[i] = result
+    return [r for r in results if r is not None]
+
+
+# -- phase 4: loss and optimizer step --------------------------------------------------
+
+
+@dataclass
+class UpdateStats:
+    kl: float  # mean per-token k3 KL to the reference (0 when beta == 0)
+    entropy: float  # mean per-token policy entropy (first iteration, i.e. on-policy)
+    clip_fraction: float  # fraction of tokens where the clip was the active branch
+    loss: float  # mean of the optimized loss over iterations
+    grad_norm: float  # pre-clipping global gradient norm (last iteration)
+
+
+def update_policy(
+    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor
+) -> UpdateStats:
+    """num_iterations optimizer steps on one sampled batch, micro-batched for memory.
+
+    num_iterations == 1 is on-policy: the old log-probs are the current ones detached
+    (ratio exactly 1), so no extra forward pass is spent on them.
+    """
+    model = policy.model
+    n = batch.input_ids.shape[0]
+    sizes = BatchSizes(n, int(batch.completion_mask.sum()), cfg.max_tokens)
+    model.eval()  # old/reference log-probs without dropout
+    ref_logp = (
+        reference_logprobs(model, policy.reference, batch, cfg.temperature)
+        if cfg.beta > 0
+        else None
+    )
+    old_logp = None
+    if cfg.num_iterations > 1:
+        with torch.no_grad():
+            old_logp = completion_logprobs(model, batch, cfg.temperature)[0]  # (N, C)
+    model.train()
+    losses, kl, entropy, clip, grad_norm = [], 0.0, 0.0, 0.0, 0.0
+    for iteration in range(cfg.num_iterations):
+        totals = _accumulate_gradients(
+            model, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0
+        )
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(_trainable(model), cfg.max_grad_norm))
+        policy.optimizer.step()
+        policy.scheduler.step()
+        policy.optimizer.zero_grad(set_to_none=True)
+        losses.append(totals["loss"])
+        clip += totals["clipped"] / max(totals["tokens"], 1.0) / cfg.num_iterations
+        kl += totals["kl"] / max(totals["tokens"], 1.0) / cfg.num_iterations
+        if iteration == 0:
+            entropy = totals["entropy"] / max(totals["tokens"], 1.0)
+    model.eval()
+    return UpdateStats(kl, entropy, clip, sum(losses) / len(losses), grad_norm)
+
+
+def _accumulate_gradients(
+    model: Any,
+    cfg: ResolvedConfig,
+    batch: TokenBatch,
+    advantages: torch.Tensor,  # (N,)
+    old_logp: torch.Tensor | None,  # (N, C) or None (on-policy)
+    ref_logp: torch.Tensor | None,  # (N, C) or None (beta == 0)
+    sizes: BatchSizes,
+    with_entropy: bool,
+) -> dict[str, float]:
+    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
+    n = batch.input_ids.shape[0]
+    micro = -(-n // cfg.grad_accum_steps)  # ceil
+    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tokens": 0.0, "entropy": 0.0}
+    device = next(model.parameters()).device
+    for start in range(0, n, micro):
+        rows = slice(start, start + micro)
+        mb = batch.rows(rows)
+        mask = mb.completion_mask.to(device)  # (n, C)
+        logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
+        out = policy_loss(
+            logp,
+            logp.detach() if old_logp is None else old_logp[rows],
+            None if ref_logp is None else ref_logp[rows],
+            advantages[rows].to(device),
+            mask,
+            sizes,
+            cfg.loss_type,
+            cfg.epsilon,
+            cfg.epsilon_high,
+            cfg.beta,
+        )
+        out.loss.backward()
+        totals["loss"] += float(out.loss.detach())
+        totals["clipped"] += out.clipped_tokens
+        totals["kl"] += out.kl_sum
+        totals["tokens"] += out.active_tokens
+        if entropy is not None:
+            totals["entropy"] += float((entropy * mask).sum())
+    return totals
+
+
+def _trainable(model: Any) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# -- the step --------------------------------------------------------------------------
+
+
+def run_step(
+    ctx: StepContext, step: int, items: list[dict[str, Any]], prompts: list[Messages]
+) -> StepOutput:
+    """One GRPO step on a batch of dataset rows (`items`) and their prompts."""
+    cfg, started = ctx.cfg, time.perf_counter()
+    params = replace(ctx.params, seed=derived_seed(cfg.seed, step, TRAIN_SAMPLING))
+
+    ctx.policy.model.eval()
+    samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
+    sampled = time.perf_counter()
+
+    grades = grade_samples(ctx.reward_fn, samples, items)
+    rewards = torch.tensor([g.score for g in grades], dtype=torch.float32)  # (B*G,)
+    graded = time.perf_counter()
+
+    advantages = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)  # (B*G,)
+
+    batch = pack_samples(samples, ctx.policy.pad_token_id)
+    learning_rate = ctx.policy.scheduler.get_last_lr()[0]
+    stats = update_policy(ctx.policy, cfg, batch, advantages)
+    ctx.engine.sync_weights(ctx.policy.model)
+    finished = time.perf_counter()
+
+    completion_tokens = [len(s.completion_ids) for s in samples]
+    metrics = {
+        "step": step,
+        "train_reward_mean": rewards.mean().item(),
+        "train_reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+        "kl": stats.kl,
+        "entropy": stats.entropy,
+        "clip_fraction": stats.clip_fraction,
+        "loss": stats.loss,
+        "grad_norm": stats.grad_norm,
+        "learning_rate": learning_rate,
+        "completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
+        "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
+        "zero_variance_groups": int(zero_variance_groups(rewards, cfg.group_size).sum()),
+        "grader_errors": sum(1 for g in grades if g.errors),
+        "grader_latency_s": sum(g.latency_s for g in grades) / len(grades),
+        "sample_parse_errors": sum(1 for s in samples if s.parse_error is not None),
+        "sampling_seconds": sampled - started,
+        "grading_seconds": graded - sampled,
+        "training_seconds": finished - graded,
+        "step_seconds": finished - started,
+        "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
+    }
+    records = _sample_records(step, samples, grades, advantages, prompts, cfg)
+    return StepOutput(metrics, records)
+
+
+def _sample_records(
+    step: int,
+    samples: list[Sample],
+    grades: list[GradeResult],
+    advantages: torch.Tensor,
+    prompts: list[Messages],
+    cfg: ResolvedConfig,
+) -> list[dict[str, Any]]:
+    """keep_samples completions, taken round-robin over prompts so several prompts show."""
+    g = cfg.group_size
+    order = [p * g + j for j in range(g) for p in range(len(samples) // g)]
+    return [
+        {
+            "step": step,
+            "prompt": prompts[samples[i].prompt_index],
+            "reasoning": samples[i].reasoning,
+            "output_text": samples[i].output_text,
+            "score": grades[i].score,
+            "advantage": advantages[i].item(),
+            "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
+            "finish_reason": samples[i].finish_reason,
+        }
+        for i in order[: cfg.keep_samples]
+    ]
+
+
+def mean_validation_reward(
+    ctx: StepContext,
+    items: list[dict[str, Any]],
+    prompts: list[Messages],
+    step: int,
+    chunk: int = 32,
+) -> tuple[float, float]:
+    """(mean reward, parse-error fraction) of one completion per validation row."""
+    ctx.policy.model.eval()
+    scores, parse_errors = [], 0
+    for start in range(0, len(items), chunk):
+        params = replace(ctx.params, seed=derived_seed(ctx.cfg.seed, step, VALID_SAMPLING, start))
+        samples = sample_completions(ctx.engine, prompts[start : start + chunk], 1, params)
+        grades = grade_samples(ctx.reward_fn, samples, items[start : start + chunk])
+        scores += [g.score for g in grades]
+        parse_errors += sum(1 for s in samples if s.parse_error is not None)
+    return sum(scores) / len(scores), parse_errors / len(scores)

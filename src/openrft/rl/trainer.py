@@ -1,0 +1,241 @@
+"""`train(config, reporter)`: reinforcement fine-tuning end to end.
+
+Validate everything (config, grader, both data files) before any model loads; build the
+policy, rollout engine and reward function; run `total_steps` GRPO steps (step.py) with
+periodic validation and atomic checkpoints; finish with a full validation pass and the
+final model. The CLI and the service both call this function; the run directory
+(run_dir.py) is always written, and `reporter` (a rich progress bar, the job store)
+receives the same hooks and can pause or cancel between steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from openrft.data.dataset import Dataset, load_dataset
+from openrft.errors import InvalidInput
+from openrft.graders.base import make_reward_fn
+from openrft.rl.checkpoint import (
+    latest_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    save_model_dir,
+)
+from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
+from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+from openrft.rl.reporter import MultiReporter, Reporter
+from openrft.rl.run_dir import METRICS, RunDirReporter, read_jsonl_rows
+from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    output_dir: str
+    final_model_dir: str | None  # None when the run was paused or cancelled
+    steps: int  # optimizer steps completed
+    full_valid_mean_reward: float | None  # None without a validation file or when stopped
+    metrics_path: str
+    stopped: Literal["paused", "cancelled"] | None = None
+
+
+@dataclass
+class _Data:
+    train: Dataset
+    valid: Dataset | None
+
+
+def train(
+    config: RFTConfig | str | Path,
+    reporter: Reporter | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Run (or, with `resume`, continue) reinforcement fine-tuning; see docs/training.md."""
+    config = config if isinstance(config, RFTConfig) else load_config(config)
+    data = _load_data(config)
+    cfg = resolve(config, len(data.train), len(data.valid) if data.valid else 0)
+    cfg = replace(cfg, model=_local_or_hub(cfg.model))
+    output_dir = Path(cfg.output_dir)
+    checkpoint = _checkpoint_to_resume(output_dir, resume)
+    run_dir = RunDirReporter(output_dir)
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        cfg = replace(cfg, seed=state["seed"])  # an auto seed must survive the restart
+    run_dir.truncate_after(0 if checkpoint is None else state["step"])
+    reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
+
+    policy, tokenizer, start_step = build_policy(cfg, checkpoint)
+    reward_fn, grader = make_reward_fn(cfg.grader)
+    ctx = StepContext(
+        cfg=cfg,
+        policy=policy,
+        engine=make_rollout_engine(cfg, policy.model, tokenizer),
+        reward_fn=reward_fn,
+        params=make_generation_params(cfg),
+    )
+    reporters.on_start(cfg.total_steps, cfg.to_dict())
+    if start_step:
+        reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}")
+    try:
+        loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
+        return loop.run(start_step)
+    finally:
+        grader.close()
+
+
+class _TrainingLoop:
+    """The loop over steps with its cadence: validate, checkpoint, honour stop requests."""
+
+    def __init__(
+        self,
+        ctx: StepContext,
+        data: _Data,
+        reporters: MultiReporter,
+        tokenizer: Any,
+        output_dir: Path,
+    ) -> None:
+        self.ctx, self.cfg, self.data = ctx, ctx.cfg, data
+        self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
+        self.checkpoints = output_dir / "checkpoints"
+        self.last_saved = -1
+
+    def run(self, start_step: int) -> TrainResult:
+        cfg, step = self.cfg, start_step
+        self.last_saved = start_step if start_step else -1
+        for step in range(start_step + 1, cfg.total_steps + 1):
+            request = self.reporters.should_stop()
+            if request is not None:
+                return self._stop(request, step - 1)
+            epoch, indices = batch_indices(cfg, step)
+            items = [self.data.train.rows[i] for i in indices]
+            prompts = [self.data.train.prompt(i) for i in indices]
+            output = run_step(self.ctx, step, items, prompts)
+            metrics = {"step": step, "epoch": epoch + 1, **output.metrics}
+            metrics.update(self._periodic_validation(step))
+            self.reporters.on_step(metrics)
+            self.reporters.on_samples(step, output.samples)
+            self.reporters.on_event("info", _step_message(metrics, cfg.total_steps), metrics)
+            if step % cfg.save_every == 0 or step == cfg.total_steps:
+                self._checkpoint(step, metrics)
+        return self._finish(max(step, start_step))
+
+    def _periodic_validation(self, step: int) -> dict[str, float]:
+        if self.data.valid is None or step % self.cfg.eval_interval != 0:
+            return {}
+        rows = list(range(self.cfg.eval_samples))  # a fixed subset: comparable across steps
+        reward, parse_errors = mean_validation_reward(
+            self.ctx,
+            [self.data.valid.rows[i] for i in rows],
+            [self.data.valid.prompt(i) for i in rows],
+            step,
+        )
+        return {"valid_reward_mean": reward, "valid_parse_error_mean": parse_errors}
+
+    def _checkpoint(self, step: int, metrics: dict[str, Any]) -> None:
+        policy: Policy = self.ctx.policy
+        path = save_checkpoint(
+            self.checkpoints,
+            step,
+            policy.model,
+            self.tokenizer,
+            policy.optimizer,
+            policy.scheduler,
+            {"seed": self.cfg.seed, "epoch": metrics.get("epoch", 0), "data_position": step},
+        )
+        prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints)
+        self.last_saved = step
+        self.reporters.on_checkpoint(step, str(path), metrics)
+
+    def _stop(self, request: str, step: int) -> TrainResult:
+        stopped: Literal["paused", "cancelled"] = "paused" if request == "pause" else "cancelled"
+        if stopped == "paused" and self.last_saved != step:
+            self._checkpoint(step, {"step": step})
+        self.reporters.on_event("info", f"Training {stopped} after step {step}")
+        result = self._result(step, None, None, stopped)
+        self.reporters.on_end({**asdict(result), "status": stopped})
+        return result
+
+    def _finish(self, step: int) -> TrainResult:
+        full_valid = None
+        if self.data.valid is not None:
+            valid = self.data.valid
+            full_valid, _ = mean_validation_reward(
+                self.ctx,
+                valid.rows,
+                [valid.prompt(i) for i in range(len(valid))],
+                self.cfg.total_steps + 1,
+            )
+            self.reporters.on_event("info", f"Full validation mean reward={full_valid:.4f}")
+        final_dir = self.output_dir / "final"
+        save_model_dir(final_dir, self.ctx.policy.model, self.tokenizer)
+        result = self._result(step, str(final_dir), full_valid, None)
+        self.reporters.on_end({**asdict(result), "status": "succeeded", "seed": self.cfg.seed})
+        return result
+
+    def _result(
+        self, step: int, final_dir: str | None, full_valid: float | None, stopped: Any
+    ) -> TrainResult:
+        return TrainResult(
+            output_dir=str(self.output_dir),
+            final_model_dir=final_dir,
+            steps=step,
+            full_valid_mean_reward=full_valid,
+            metrics_path=str(self.output_dir / METRICS),
+            stopped=stopped,
+        )
+
+
+def batch_indices(cfg: ResolvedConfig, step: int) -> tuple[int, list[int]]:
+    """(epoch, row indices) of 1-based `step`: a seeded shuffle per epoch, so the data
+    position of a resumed run is a pure function of the step."""
+    epoch, index = divmod(step - 1, cfg.steps_per_epoch)
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(cfg.n_train_rows)
+    return epoch, order[index * cfg.batch_size : (index + 1) * cfg.batch_size].tolist()
+
+
+def _step_message(metrics: dict[str, Any], total_steps: int) -> str:
+    """OpenAI's per-step event text."""
+    message = (
+        f"Step {metrics['step']}/{total_steps}, "
+        f"train mean reward={metrics['train_reward_mean']:.2f}"
+    )
+    if "valid_reward_mean" in metrics:
+        message += f", valid mean reward={metrics['valid_reward_mean']:.2f}"
+    return message
+
+
+def _load_data(config: RFTConfig) -> _Data:
+    """Validate both files completely (and the grader's item fields) before any model loads."""
+    train_set = load_dataset(config.training_file, config.grader)
+    valid_set = None
+    if config.validation_file:
+        valid_set = load_dataset(config.validation_file, config.grader)
+    return _Data(train_set, valid_set)
+
+
+def _local_or_hub(model: str) -> str:
+    """An existing local path made absolute (adapters record it as their base model)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def _checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
+    checkpoint = latest_checkpoint(output_dir / "checkpoints")
+    if resume:
+        return checkpoint
+    metrics = output_dir / METRICS
+    if checkpoint is not None or (metrics.exists() and read_jsonl_rows(metrics)):
+        raise InvalidInput(
+            str(output_dir),
+            "already holds a run; resume it (--resume) or choose another output_dir",
+        )
+    return None
