@@ -180,6 +180,7 @@ def test_missing_item_field_is_invalid_variable_without_a_request(server, settin
         ('```json\n{"score": 0.25}\n```', None, 0.25),
         ('Some thoughts first.\n{"result": 0.4, "steps": []}\nDone.', None, 0.4),
         ("0.6", None, 0.6),
+        ('"0.35"', None, 0.35),
         ("Score: 0.9", None, 0.9),
         ("Reasoning... **Final score:** 3/4", None, 0.75),
         ("7/10", None, 0.7),
@@ -524,3 +525,22 @@ def test_local_score_and_label_graders_give_spec_conforming_results(tiny_model_d
                 assert result.score in allowed
                 assert result.metadata["label"] in ("correct", "incorrect", "partially correct")
         grader.close()
+
+
+def test_chat_server_speaks_the_openai_protocol(server):
+    """The helper server itself, checked with the official SDK as the protocol's oracle."""
+    from openai import OpenAI
+
+    server.enqueue(
+        ScriptedReply(
+            "hello there", usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        )
+    )
+    client = OpenAI(base_url=server.base_url, api_key="sk-sdk", max_retries=0)
+    completion = client.chat.completions.create(
+        model="any-model", messages=[{"role": "user", "content": "hi"}], temperature=0
+    )
+    assert completion.choices[0].message.content == "hello there"
+    assert completion.model == "any-model" and completion.usage.total_tokens == 5
+    assert [m.id for m in client.models.list()] == ["judge"]
+    assert server.requests[0].body["temperature"] == 0

@@ -149,6 +149,11 @@ def _score_from_json(value: Any, score_range: tuple[float, float]) -> ParsedScor
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return ParsedScore(_finite(float(value)))
+    if isinstance(value, str):  # a quoted reply: "0.8"
+        try:
+            return ParsedScore(_number_or_fraction(value, score_range))
+        except JudgeParseError:
+            return None
     return None
 
 
