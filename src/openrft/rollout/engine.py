@@ -41,6 +41,7 @@ class Sample:
     completion_logprobs: list[float] = field(default_factory=list)  # sampling log-probs
     finish_reason: str = "stop"  # "stop" or "length"
     raw_text: str = ""  # the full decoded completion, reasoning included
+    reasoning_unclosed: bool = False  # <think> never closed: the answer is empty
 
     def grader_view(self) -> dict[str, Any]:
         """The `sample` namespace graders see (OpenAI: output_text, output_json)."""
