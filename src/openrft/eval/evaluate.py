@@ -18,7 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from openrft.data.dataset import Dataset, check_grader_fields, load_dataset, validate_row
+from openrft.data.dataset import Dataset, load_dataset, validate_row
+from openrft.data.templates import check_template_fields
 from openrft.errors import InvalidInput
 from openrft.eval.metrics import (
     DEFAULT_PASS_THRESHOLD,
@@ -176,10 +177,10 @@ def load_rows(
         if not isinstance(row, dict):
             raise InvalidInput(f"rows[{i}]", "expected a JSON object")
         validate_row(row, f"rows[{i}]")
-    dataset = Dataset(source="rows", rows=values, line_numbers=list(range(len(values))))
-    if grader_dict is not None:
-        check_grader_fields(dataset, grader_dict)
-    return dataset
+        missing = check_template_fields(grader_dict, row) if grader_dict is not None else []
+        if missing:
+            raise InvalidInput(f"rows[{i}]: {missing[0]}", "the grader uses it; the row lacks it")
+    return Dataset(source="rows", rows=values, line_numbers=list(range(len(values))))
 
 
 def generate_and_grade(
