@@ -30,12 +30,18 @@ from openrft.graders.schema import PythonGrader
 
 
 def check_grade_function(source: str, grader_name: str) -> None:
-    """Raise InvalidInput unless `source` parses and defines `def grade(sample, item)`."""
+    """Raise InvalidInput unless `source` parses and defines `def grade(sample, item)`.
+
+    The location is the `source` field (base.build_grader roots it, e.g. grader.source);
+    the message names the grader and the line.
+    """
     prefix = f"python grader {grader_name!r}"
     try:
         tree = ast.parse(source, filename="<grader>")
     except SyntaxError as exc:
-        raise InvalidInput(f"source:{exc.lineno}", f"{prefix}: syntax error: {exc.msg}") from None
+        raise InvalidInput(
+            "source", f"{prefix}, line {exc.lineno}: syntax error: {exc.msg}"
+        ) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
         raise InvalidInput("source", f"{prefix}: cannot be parsed: {exc}") from None
     definitions = [
@@ -47,17 +53,16 @@ def check_grade_function(source: str, grader_name: str) -> None:
         problem = "must define a top-level function `def grade(sample, item)`"
         raise InvalidInput("source", f"{prefix}: {problem}")
     grade = definitions[-1]  # the definition Python would keep
-    where = f"source:{grade.lineno}"
+    prefix += f", line {grade.lineno}"
     if isinstance(grade, ast.AsyncFunctionDef):
-        raise InvalidInput(where, f"{prefix}: `grade` must be a plain function, not async")
+        raise InvalidInput("source", f"{prefix}: `grade` must be a plain function, not async")
     args = grade.args
     parameters = [a.arg for a in args.posonlyargs + args.args]
     if len(parameters) != 2 or args.vararg or args.kwarg or args.kwonlyargs:
-        shown = ast.unparse(args)
-        raise InvalidInput(
-            where,
-            f"{prefix}: `grade` must take exactly two parameters (sample, item), not ({shown})",
+        problem = (
+            f"`grade` must take exactly two parameters (sample, item), not ({ast.unparse(args)})"
         )
+        raise InvalidInput("source", f"{prefix}: {problem}")
 
 
 def require_bubblewrap() -> str:

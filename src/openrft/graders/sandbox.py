@@ -85,7 +85,7 @@ class SandboxLimits:
             try:
                 values[spec.name] = number_type(raw)
             except ValueError:
-                expected = f"expected a {number_type.__name__}"
+                expected = "expected a number" if number_type is float else "expected an integer"
                 raise InvalidInput(name, f"{expected}, got {raw!r}") from None
             if values[spec.name] <= 0:
                 raise InvalidInput(name, f"must be positive, got {raw!r}")
