@@ -71,9 +71,7 @@ def test_left_padded_batch_logprobs_match_unpadded_single_prompts(engine) -> Non
     assert len(lengths) == 3  # the batch really needed left padding
     for s in samples:
         expected = _reference_logprobs(engine.model, s.prompt_ids, s.completion_ids)
-        torch.testing.assert_close(
-            torch.tensor(s.completion_logprobs), expected, atol=1e-4, rtol=0
-        )
+        torch.testing.assert_close(torch.tensor(s.completion_logprobs), expected, atol=1e-4, rtol=0)
 
 
 def test_greedy_equals_model_generate(engine) -> None:
@@ -82,7 +80,10 @@ def test_greedy_equals_model_generate(engine) -> None:
     batch = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
     with torch.no_grad():
         out = engine.model.generate(
-            **batch, do_sample=False, max_new_tokens=20, min_new_tokens=20,
+            **batch,
+            do_sample=False,
+            max_new_tokens=20,
+            min_new_tokens=20,
             pad_token_id=tokenizer.pad_token_id,
         )
     expected = out[:, batch["input_ids"].shape[1] :].tolist()
