@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -162,3 +164,20 @@ def test_bad_grader_dicts_name_the_field_path(grader, location, message):
         validate(grader)
     assert info.value.location == location
     assert message in info.value.message
+
+
+def test_core_graders_stay_light():
+    # Grading with string_check / bleu / multi must not load torch or an embedder:
+    # the service and CLI grade without paying for a model import.
+    code = (
+        "import sys, openrft.graders as g\n"
+        "g.run({'type': 'multi', 'name': 'm', 'calculate_output': 'x + y', 'graders': {"
+        "'x': {'type': 'string_check', 'name': 'x', 'input': 'a', 'reference': 'a',"
+        " 'operation': 'eq'},"
+        "'y': {'type': 'text_similarity', 'name': 'y', 'input': 'a b', 'reference': 'a b',"
+        " 'evaluation_metric': 'bleu'}}}, {'output_text': ''}, {})\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

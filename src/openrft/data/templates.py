@@ -114,7 +114,9 @@ def _describe(value: Any) -> str:
         return "a number"
     if value is None:
         return "null"
-    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a value")
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def resolve(path: TemplatePath, namespaces: dict[str, Any]) -> Any:
@@ -179,7 +181,7 @@ def make_sample(output_text: str, output_json: Any = None) -> dict[str, Any]:
 
 
 # Grader fields that hold templates, by grader type (OpenAI graders guide).
-_TEMPLATED_FIELDS = {
+_TEMPLATED_FIELDS: dict[str, tuple[str, ...]] = {
     "string_check": ("input", "reference"),
     "text_similarity": ("input", "reference"),
 }
@@ -191,7 +193,7 @@ def grader_templates(grader: dict[str, Any]) -> list[tuple[str, str]]:
 
     Works on the raw/dumped grader dict (`spec.model_dump()`), recursing into `multi`.
     """
-    kind = grader.get("type")
+    kind = str(grader.get("type", ""))
     found: list[tuple[str, str]] = []
     for name in _TEMPLATED_FIELDS.get(kind, ()):
         if isinstance(grader.get(name), str):

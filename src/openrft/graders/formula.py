@@ -209,7 +209,7 @@ def _describe(node: ast.AST) -> str:
 
 def _evaluate(node: ast.AST, values: Mapping[str, float]) -> float:
     """Float arithmetic over a tree that `_Checker` accepted (no other node can appear)."""
-    if isinstance(node, ast.Constant):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         return float(node.value)
     if isinstance(node, ast.Name):
         return float(values[node.id])
