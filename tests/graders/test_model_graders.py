@@ -544,3 +544,35 @@ def test_chat_server_speaks_the_openai_protocol(server):
     assert completion.model == "any-model" and completion.usage.total_tokens == 5
     assert [m.id for m in client.models.list()] == ["judge"]
     assert server.requests[0].body["temperature"] == 0
+
+
+def test_score_model_inside_multi(server, monkeypatch):
+    monkeypatch.setenv("OPENRFT_JUDGE_BASE_URL", server.base_url)
+    server.enqueue(ScriptedReply('{"result": 0.6}'))
+    multi = {
+        "type": "multi",
+        "name": "combined",
+        "graders": {
+            "quality": score_spec(),
+            "exact": {
+                "type": "string_check",
+                "name": "exact",
+                "input": "{{ sample.output_text }}",
+                "reference": "{{ item.reference }}",
+                "operation": "eq",
+            },
+        },
+        "calculate_output": "0.5 * quality + 0.5 * exact",
+    }
+    result = run(multi, {"output_text": "Paris"}, ITEM)
+    assert result.ok and result.sub_scores == {"quality": 0.6, "exact": 1.0}
+    assert result.score == pytest.approx(0.8)
+    with pytest.raises(InvalidInput) as caught:
+        build_grader(
+            {
+                **multi,
+                "graders": {"quality": score_spec(model="local:/no/such/dir")},
+                "calculate_output": "quality",
+            }
+        )
+    assert caught.value.location == "grader.graders.quality.model"
