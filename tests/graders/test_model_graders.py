@@ -423,7 +423,13 @@ def test_settings_from_env_prefers_openrft_variables():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("OPENRFT_JUDGE_TIMEOUT_S", "soon"), ("OPENRFT_JUDGE_STRUCTURED_OUTPUT", "perhaps")],
+    [
+        ("OPENRFT_JUDGE_TIMEOUT_S", "soon"),
+        ("OPENRFT_JUDGE_TIMEOUT_S", "0"),
+        ("OPENRFT_JUDGE_MAX_RETRIES", "-1"),
+        ("OPENRFT_JUDGE_MAX_RETRIES", "1.5"),
+        ("OPENRFT_JUDGE_STRUCTURED_OUTPUT", "perhaps"),
+    ],
 )
 def test_bad_env_values_name_the_variable(name, value):
     with pytest.raises(InvalidInput) as caught:

@@ -68,22 +68,23 @@ class JudgeSettings:
         return cls(
             base_url=env.get("OPENRFT_JUDGE_BASE_URL") or env.get("OPENAI_BASE_URL") or None,
             api_key=env.get("OPENRFT_JUDGE_API_KEY") or env.get("OPENAI_API_KEY") or None,
-            timeout_s=_env_number(env, "OPENRFT_JUDGE_TIMEOUT_S", cls.timeout_s, float),
-            max_retries=_env_number(env, "OPENRFT_JUDGE_MAX_RETRIES", cls.max_retries, int),
+            timeout_s=_env_number(env, "OPENRFT_JUDGE_TIMEOUT_S", cls.timeout_s, float, 1e-3),
+            max_retries=_env_number(env, "OPENRFT_JUDGE_MAX_RETRIES", cls.max_retries, int, 0),
             structured_output=_env_flag(env, "OPENRFT_JUDGE_STRUCTURED_OUTPUT"),
         )
 
 
-def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
+def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type, minimum: float) -> Any:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = kind(raw)
     except ValueError:
-        raise InvalidInput(f"environment {name}", f"expected a number, got {raw!r}") from None
-    if value < 0:
-        raise InvalidInput(f"environment {name}", f"must be >= 0, got {raw!r}")
+        kind_name = "an integer" if kind is int else "a number"
+        raise InvalidInput(f"environment {name}", f"expected {kind_name}, got {raw!r}") from None
+    if not value >= minimum:
+        raise InvalidInput(f"environment {name}", f"must be at least {minimum}, got {raw!r}")
     return value
 
 
