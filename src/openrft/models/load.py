@@ -160,7 +160,7 @@ def _check_local_dir(name: str) -> None:
     directory = Path(name).expanduser()
     if not directory.is_dir():
         raise NotFound("model", name, hint="no such local directory")
-    if not (directory / "config.json").is_file():
+    if not any((directory / name).is_file() for name in ("config.json", "adapter_config.json")):
         raise InvalidInput(
             str(directory), "not a model directory: no config.json (nor adapter_config.json)"
         )
