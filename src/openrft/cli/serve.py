@@ -22,6 +22,11 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Store, uploaded files and job runs.")]
+StaleAfter = Annotated[
+    float,
+    typer.Option("--stale-after-s", min=0.1,
+                 help="Seconds without heartbeat before another worker takes a job over."),
+]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)."),
@@ -34,9 +39,9 @@ def _settings(data_dir: Path, database_url: str | None, **extra: object):  # noq
     return ServiceSettings(data_dir=data_dir, database_url=database_url, **extra)
 
 
-def _worker_command(data_dir: Path, database_url: str | None) -> list[str]:
+def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float) -> list[str]:
     command = [sys.executable, "-c", "from openrft.cli import main; main()", "worker",
-               "--data-dir", str(data_dir)]
+               "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)]
     return command + (["--database-url", database_url] if database_url else [])
 
 
@@ -48,6 +53,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes.")] = 1,
     database_url: DatabaseUrl = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Upload limit, MB.")] = 512,
+    stale_after_s: StaleAfter = 15.0,
 ) -> None:
     """Run the OpenAI-compatible API (and N training workers) on one machine."""
     import uvicorn
@@ -55,10 +61,11 @@ def serve(
     from openrft.service.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024)
+    settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024,
+                         stale_after_s=stale_after_s)
     application = create_app(settings)  # creates the data dir and tables before workers start
-    children = [subprocess.Popen(_worker_command(settings.data_dir, database_url))
-                for _ in range(workers)]
+    command = _worker_command(settings.data_dir, database_url, stale_after_s)
+    children = [subprocess.Popen(command) for _ in range(workers)]
     try:
         uvicorn.run(application, host=host, port=port, log_level="info")
     finally:
@@ -72,12 +79,17 @@ def serve(
 
 
 @app.command()
-def worker(data_dir: DataDir = Path("openrft-data"), database_url: DatabaseUrl = None) -> None:
+def worker(
+    data_dir: DataDir = Path("openrft-data"),
+    database_url: DatabaseUrl = None,
+    stale_after_s: StaleAfter = 15.0,
+) -> None:
     """Start one training worker on the store in DATA_DIR."""
     from openrft.service.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    job_worker = Worker(_settings(data_dir, database_url))
+    job_worker = Worker(_settings(data_dir, database_url, stale_after_s=stale_after_s,
+                                  heartbeat_interval_s=min(2.0, stale_after_s / 3)))
     signal.signal(signal.SIGTERM, lambda *_: job_worker.stop_requested.set())
     job_worker.run_forever()
 

@@ -84,6 +84,8 @@ class StoreReporter:
         self.model_name = model_name  # the job's future `ft:` name
         self.total_steps: int | None = None
         self.lost_claim = threading.Event()
+        self.stop_seen: StopRequest = None  # the stop request the trainer was given, if any
+        self._last_metrics: dict[str, Any] | None = None
 
     def _event(self, message: str, level: str = "info", type: str = "message",
                data: dict[str, Any] | None = None) -> None:
@@ -100,10 +102,13 @@ class StoreReporter:
                                   f"Fine-tuning started: {total_steps} steps")
 
     def on_step(self, metrics: dict[str, Any]) -> None:
+        self._last_metrics = metrics
         message, data = metrics_event(metrics, self.total_steps)
         self._event(message, type="metrics", data=data)
 
     def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        if data is not None and data is self._last_metrics:
+            return  # the trainer's per-step text: already stored as this step's metrics event
         self._event(message, _LEVELS.get(level, "info"), data=_json_safe(data) if data else None)
 
     def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
@@ -116,6 +121,7 @@ class StoreReporter:
                 session, self.job_id, step, f"{self.model_name}:ckpt-step-{step}", path,
                 {"step": step, **_json_safe(metrics)},
             )
+            job_queries.drop_pruned_checkpoints(session, self.job_id)
             job_queries.add_event(session, self.job_id, f"Checkpoint created at step {step}")
 
     def on_end(self, result: dict[str, Any]) -> None:
@@ -126,4 +132,7 @@ class StoreReporter:
             return "cancel"
         with self.db.session() as session:
             requested = job_queries.requested_stop(session, self.job_id)
-        return requested if requested in ("cancel", "pause") else None  # type: ignore[return-value]
+        if requested in ("cancel", "pause"):
+            self.stop_seen = requested  # type: ignore[assignment]
+            return self.stop_seen
+        return None

@@ -2,17 +2,16 @@
 
 Reinforcement jobs go to `openrft.rl.trainer.train`, supervised ones to
 `openrft.sft.train_supervised`; both write checkpoints under the job's run directory
-and report through the same StoreReporter. `resume=True` when a checkpoint exists, so a
-re-claimed or resumed job continues from its last checkpoint.
+and report through the same StoreReporter. RFT always runs with `resume=True`, so a
+re-claimed or resumed job continues from its last checkpoint (or starts fresh).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from openrft.rl.reporter import Reporter
+from openrft.service.job_reporter import StoreReporter
 from openrft.service.job_spec import build_rft_config, job_data_dir
 from openrft.service.settings import ServiceSettings
 from openrft.service.store.models import Job
@@ -22,48 +21,49 @@ from openrft.service.store.models import Job
 class TrainingOutcome:
     final_model_dir: str | None  # None when stopped before the end
     stopped: bool
-    trained_tokens: int | None = None
 
 
-def has_checkpoint(output_dir: str) -> bool:
-    checkpoints = Path(output_dir) / "checkpoints"
-    return checkpoints.is_dir() and any(checkpoints.glob("step-*"))
-
-
-def run_training(job: Job, settings: ServiceSettings, reporter: Reporter) -> TrainingOutcome:
-    resume = has_checkpoint(job.output_dir)
+def run_training(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> TrainingOutcome:
     if job.method["type"] == "reinforcement":
         from openrft.rl.trainer import train
 
         config = build_rft_config(job, job_data_dir(settings, job.id))
-        result = train(config, reporter=reporter, resume=resume)
+        # resume=True continues from the latest checkpoint, or starts fresh when none exists.
+        result = train(config, reporter=reporter, resume=True)
+        stopped = result.stopped is not None
+        final = result.final_model_dir
     else:
-        result = _train_supervised(job, settings, reporter, resume)
-    stopped = bool(getattr(result, "stopped", False))
-    final = getattr(result, "final_model_dir", None)
-    return TrainingOutcome(
-        final_model_dir=None if stopped or final is None else str(final),
-        stopped=stopped,
-        trained_tokens=getattr(result, "trained_tokens", None),
-    )
+        final = str(_train_supervised(job, settings, reporter))
+        stopped = reporter.stop_seen is not None
+    return TrainingOutcome(final_model_dir=None if stopped else final, stopped=stopped)
 
 
-def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter,
-                      resume: bool) -> Any:
+def _train_supervised(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> Any:
+    """SFT has no mid-run resume: a resumed supervised job starts again from the base model."""
     from openrft.data.jsonl import read_jsonl
+    from openrft.models.load import LoraSettings
     from openrft.sft import train_supervised
 
-    data_dir = job_data_dir(settings, job.id)
     hyper = (job.method.get("supervised") or {}).get("hyperparameters") or {}
-    validation = data_dir / "validation.jsonl"
+    expert = job.expert or {}
+    lora = None if expert.get("finetune") == "full" else LoraSettings(
+        rank=int(expert.get("lora_rank", 16)), alpha=int(expert.get("lora_alpha", 32)))
+    base_lr = 2e-4 if lora else 2e-5
+    multiplier = hyper.get("learning_rate_multiplier", "auto")
     return train_supervised(
         job.model_path,
-        read_jsonl(data_dir / "train.jsonl"),
+        read_jsonl(job_data_dir(settings, job.id) / "train.jsonl"),
         job.output_dir,
-        validation_rows=read_jsonl(validation) if validation.exists() else None,
-        hyperparameters=hyper,
-        expert=job.expert or {},
+        epochs=_auto(hyper.get("n_epochs"), 1),
+        batch_size=_auto(hyper.get("batch_size"), 8),
+        learning_rate=base_lr * _auto(multiplier, 1.0),
+        lora=lora,
+        max_length=int(expert.get("max_length", 512)),
         seed=job.seed,
         reporter=reporter,
-        resume=resume,
+        progress=False,
     )
+
+
+def _auto(value: Any, default: Any) -> Any:
+    return default if value in (None, "auto") else value

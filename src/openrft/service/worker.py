@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
-from openrft.rl.reporter import Reporter
 from openrft.service.job_reporter import StoreReporter, fine_tuned_model_name
 from openrft.service.settings import ServiceSettings
 from openrft.service.store import jobs as job_queries
@@ -26,7 +25,7 @@ from openrft.service.training import TrainingOutcome, run_training
 
 log = logging.getLogger(__name__)
 
-TrainFn = Callable[[Job, ServiceSettings, Reporter], TrainingOutcome]
+TrainFn = Callable[[Job, ServiceSettings, StoreReporter], TrainingOutcome]
 
 
 def new_worker_id() -> str:
@@ -58,7 +57,10 @@ class Worker:
             if job is None:
                 return False
             project = session.get(Project, job.project_id)
-            resumed = job.attempts > 1
+            resumed = job.attempts > 1 or job_queries.latest_checkpoint_step(session, job.id) > 0
+            if resumed:
+                job_queries.forget_steps_after(
+                    session, job.id, job_queries.latest_checkpoint_step(session, job.id))
             job_queries.add_event(
                 session, job.id,
                 f"{'Resumed' if resumed else 'Started'} by worker {self.worker_id}",
@@ -112,8 +114,7 @@ class Worker:
             return
         with self.db.session() as session:
             if job_queries.finish_job(session, job.id, self.worker_id, "succeeded",
-                                      fine_tuned_model=model_name,
-                                      trained_tokens=outcome.trained_tokens):
+                                      fine_tuned_model=model_name):
                 queries.add_fine_tuned_model(session, job, model_name, outcome.final_model_dir)
                 job_queries.add_event(session, job.id, f"New fine-tuned model created: "
                                                        f"{model_name}")

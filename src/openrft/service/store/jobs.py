@@ -10,6 +10,7 @@ heartbeat), and the new worker resumes it from its last checkpoint.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -87,6 +88,31 @@ def add_checkpoint(session: Session, job_id: str, step: int, model_name: str, pa
     session.add(checkpoint)
     session.flush()
     return checkpoint
+
+
+def drop_pruned_checkpoints(session: Session, job_id: str) -> None:
+    """Forget checkpoints whose directory the trainer pruned (it keeps the newest few)."""
+    rows = session.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    for row in rows:
+        if not Path(row.path).exists():
+            session.delete(row)
+    session.flush()
+
+
+def forget_steps_after(session: Session, job_id: str, step: int) -> None:
+    """Drop metrics events past `step`: a resumed run repeats those steps."""
+    events = session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "metrics"))
+    for event in events:
+        if (event.data or {}).get("step", 0) > step:
+            session.delete(event)
+    session.flush()
+
+
+def latest_checkpoint_step(session: Session, job_id: str) -> int:
+    steps = session.scalars(
+        select(JobCheckpoint.step_number).where(JobCheckpoint.job_id == job_id))
+    return max(steps, default=0)
 
 
 def list_checkpoints(session: Session, job_id: str, after: str | None, limit: int) -> Page:
