@@ -298,7 +298,7 @@ class SandboxProcess:
         os.set_blocking(fd, False)
         view = memoryview(data)
         while view:
-            if not select.select([], [fd], [], self._remaining(deadline))[1]:
+            if not self._wait_for(fd, select.POLLOUT, deadline):
                 continue
             try:
                 view = view[os.write(fd, view) :]
@@ -310,7 +310,7 @@ class SandboxProcess:
     def _read_line(self, deadline: float) -> bytes | None:
         fd = self._proc.stdout.fileno()  # type: ignore[union-attr]
         while b"\n" not in self._buffer:
-            if not select.select([fd], [], [], self._remaining(deadline))[0]:
+            if not self._wait_for(fd, select.POLLIN, deadline):
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -323,15 +323,18 @@ class SandboxProcess:
         return line
 
     @staticmethod
-    def _remaining(deadline: float) -> float:
+    def _wait_for(fd: int, event: int, deadline: float) -> bool:
+        """Whether `fd` became ready (or hung up) in time; poll, not select: fds > 1023 work."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Timeout
-        return remaining
+        poller = select.poll()
+        poller.register(fd, event)
+        return bool(poller.poll(remaining * 1000))
 
     def _died(self, what: str, loading: bool) -> GradingError:
         assert self._proc is not None and self._stderr is not None
-        returncode = self._proc.wait()
+        returncode = self._proc.wait()  # EOF: even bwrap closed its end, so it has exited
         self._stderr.join(timeout=5)
         stderr = self._stderr.text()
         self.close()
