@@ -198,7 +198,27 @@ def test_grader_is_reusable_across_threads():
     assert all(math.isclose(r.score, 0.6) for r in results)
 
 
+def test_meteor_concurrent_grading_matches_sequential():
+    # WordNet lookups share file handles: threads must not interleave their reads.
+    grader = build_grader(
+        {
+            "type": "text_similarity",
+            "name": "m",
+            "input": "{{ sample.output_text }}",
+            "reference": "{{ item.reference }}",
+            "evaluation_metric": "meteor",
+        }
+    )
+    words = ["car", "automobile", "house", "home", "quick", "fast", "big", "dog", "cat"]
+    samples = [{"output_text": f"the {a} is {b}"} for a in words for b in words]
+    items = [{"reference": f"a {b} was {a}"} for a in words for b in words]
+    sequential = [r.score for r in grader.grade_many(samples, items, max_concurrency=1)]
+    parallel = [r.score for r in grader.grade_many(samples, items, max_concurrency=8)]
+    assert parallel == sequential
+
+
 # --- cosine (local all-MiniLM-L6-v2) -------------------------------------------------
+@pytest.mark.slow  # loads the embedding model (~6 s CPU, more on a busy machine)
 def test_cosine_identical_related_unrelated():
     same = score("cosine", "A man is eating food.", "A man is eating food.")
     related = score("cosine", "A man is eating food.", "A man is eating a meal.")

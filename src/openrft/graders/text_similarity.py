@@ -77,6 +77,9 @@ def gleu(text: str, reference: str) -> float:
     return float(sentence_gleu([reference_words], hypothesis))
 
 
+_wordnet_lock = threading.Lock()
+
+
 def meteor(text: str, reference: str) -> float:
     from nltk.translate.meteor_score import meteor_score
 
@@ -86,7 +89,8 @@ def meteor(text: str, reference: str) -> float:
     if not hypothesis or not reference_words:
         return 0.0
     wordnet, _ = load_wordnet()
-    return float(meteor_score([reference_words], hypothesis, wordnet=wordnet))
+    with _wordnet_lock:  # NLTK's reader seeks and reads shared file handles
+        return float(meteor_score([reference_words], hypothesis, wordnet=wordnet))
 
 
 @cache
