@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openrft.data.templates import (
     check_template_fields,
@@ -153,3 +157,39 @@ def test_check_template_fields_reports_missing_item_paths_only():
     assert check_template_fields(MULTI, row) == ["item.meta.source", "item.rubric"]
     full = {"answer": "x", "meta": {"source": "s"}, "rubric": "r"}
     assert check_template_fields(MULTI, full) == []
+
+
+# Property: a path built from a random JSON document renders the value found by walking
+# the document directly (strings verbatim, other values as JSON).
+keys = st.from_regex(r"[a-z_][a-z0-9_]{0,4}", fullmatch=True)
+json_leaves = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5)
+json_docs = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, min_size=1, max_size=3)
+    | st.dictionaries(keys, inner, min_size=1, max_size=3),
+    max_leaves=10,
+)
+
+
+@st.composite
+def document_and_path(draw):
+    doc = draw(st.dictionaries(keys, json_docs, min_size=1, max_size=3))
+    value, text = doc, "item"
+    while True:
+        if isinstance(value, dict) and value and draw(st.booleans()) or text == "item":
+            key = draw(st.sampled_from(sorted(value)))
+            value, text = value[key], f"{text}.{key}"
+        elif isinstance(value, list) and draw(st.booleans()):
+            index = draw(st.integers(0, len(value) - 1))
+            value, text = value[index], f"{text}[{index}]"
+        else:
+            return doc, text, value
+
+
+@settings(max_examples=200, deadline=None)
+@given(document_and_path())
+def test_random_paths_render_the_value_they_point_at(case):
+    doc, path, value = case
+    as_json = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    expected = value if isinstance(value, str) else as_json
+    assert render("<{{ " + path + " }}>", doc, {}) == f"<{expected}>"
