@@ -38,6 +38,7 @@ def version() -> None:
 
 # Command modules register themselves on `app` when imported.
 from openrft.cli import demo as _demo  # noqa: E402,F401
+from openrft.cli import evaluate as _evaluate  # noqa: E402,F401
 from openrft.cli import grade as _grade  # noqa: E402,F401
 from openrft.cli import serve as _serve  # noqa: E402,F401
 from openrft.cli import train as _train  # noqa: E402,F401

@@ -1,14 +1,19 @@
-"""Showing an `EvalReport` to people: a rich table, a JSON dict, and a PNG bar chart."""
+"""Showing evaluation and preflight reports to people: rich tables, JSON, PNG charts."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from openrft.eval.evaluate import EvalReport
+
+if TYPE_CHECKING:
+    from openrft.rl.preflight import PreflightReport
 
 
 def metric_rows(report: EvalReport) -> list[tuple[str, str]]:
@@ -104,3 +109,69 @@ def write_report_chart(report: EvalReport, path: str | Path, title: str = "Evalu
     """The report's mean reward, pass@k and top@k as a PNG bar chart."""
     return write_bar_chart(chart_values(report), path, title)
 
+
+
+def histogram_lines(counts: list[int], edges: list[float], width: int = 30) -> list[str]:
+    """A text histogram, one line per bin: `[0.00, 0.10)  ████████  12`."""
+    peak = max(counts, default=0) or 1
+    lines = []
+    for i, count in enumerate(counts):
+        close = "]" if i == len(counts) - 1 else ")"
+        bar = "█" * round(width * count / peak)
+        lines.append(f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{close}  {bar:<{width}}  {count}")
+    return lines
+
+
+def preflight_panel(report: PreflightReport) -> Group:
+    """The preflight verdict, numbers, text histogram, warnings and advice for a terminal."""
+    colour = {"ok": "green", "too_hard": "red", "too_easy": "yellow", "low_signal": "yellow"}
+    table = Table(title="Preflight", title_justify="left")
+    table.add_column("measure", style="bold")
+    table.add_column("value", justify="right")
+    rewards, groups = report.rewards, report.groups
+    quantiles = "  ".join(f"p{round(q * 100)}={v:.2f}" for q, v in rewards.quantiles.items())
+    for name, value in [
+        ("verdict", f"[{colour[report.verdict]}]{report.verdict}[/]"),
+        ("rows × group size", f"{report.n_rows} × {report.group_size}"),
+        ("mean reward", f"{rewards.mean:.4f} ± {rewards.std:.4f} (std)"),
+        ("quantiles", quantiles),
+        ("pass rate", f"{report.pass_rate:.1%}"),
+        ("zero-variance groups", f"{groups.zero_variance:.1%}"),
+        ("all-pass / all-fail groups", f"{groups.all_pass:.1%} / {groups.all_fail:.1%}"),
+        ("grader errors", f"{report.grader_error_rate:.1%}"),
+        ("parse errors", f"{report.parse_error_rate:.1%}"),
+        ("mean completion tokens", f"{report.mean_completion_tokens:.1f}"),
+        ("truncated (hit max_tokens)", f"{report.truncation_rate:.1%}"),
+    ]:
+        table.add_row(name, value)
+    parts: list[Any] = [table, Text("reward histogram", style="bold")]
+    parts += [Text(line) for line in histogram_lines(report.histogram_counts,
+                                                     report.histogram_edges)]
+    parts += [Text(f"warning: {w}", style="yellow") for w in report.warnings]
+    parts += [Text(f"advice: {a}") for a in report.advice]
+    return Group(*parts)
+
+
+def write_histogram_chart(
+    counts: list[int], edges: list[float], path: str | Path, title: str = "Reward distribution"
+) -> Path:
+    """A PNG histogram of rewards (bars at the bin edges, matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    try:
+        widths = [edges[i + 1] - edges[i] for i in range(len(counts))]
+        ax.bar(edges[:-1], counts, width=widths, align="edge", color="#4C72B0", edgecolor="white")
+        ax.set_xlabel("reward")
+        ax.set_ylabel("samples")
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
