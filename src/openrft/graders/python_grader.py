@@ -143,7 +143,7 @@ class PythonGraderImpl(BaseGrader):
         answered = iter(
             run_calls(self.bwrap, self.spec.source, lines, self.limits) if lines else []
         )
-        return [outcome or next(answered) for outcome in outcomes]
+        return [outcome if outcome is not None else next(answered) for outcome in outcomes]
 
     def _result(self, outcome: CallOutcome) -> GradeResult:
         started = time.perf_counter()

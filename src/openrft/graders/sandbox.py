@@ -109,11 +109,9 @@ def _runtime_dirs() -> list[str]:
     """The Python installation(s) the sandbox needs: venv and base prefix, outside /usr."""
     candidates = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
     candidates.add(os.path.dirname(sys.executable))
-    paths = sorted(os.path.abspath(p) for p in candidates)
     kept: list[str] = []
-    for path in paths:
-        covered = [path, *kept, "/usr"]
-        if path == "/" or any(path.startswith(k.rstrip("/") + "/") for k in covered[1:]):
+    for path in sorted(os.path.abspath(p) for p in candidates):  # a folder before its contents
+        if path == "/" or any(path == k or path.startswith(k + "/") for k in [*kept, "/usr"]):
             continue
         kept.append(path)
     return kept
