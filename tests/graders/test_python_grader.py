@@ -132,6 +132,12 @@ def test_invalid_results_score_zero_with_a_runtime_error(expression: str, messag
     assert message in result.errors[0].message
 
 
+def test_an_oversized_answer_is_refused() -> None:
+    result = returning("{'score': 1.0, 'metadata': {'blob': 'x' * 5 * 1024**2}}").grade({}, {})
+    assert result.score == 0.0 and result.errors[0].code == RUNTIME
+    assert result.errors[0].message == "grade() result exceeds 4194304 bytes"
+
+
 def test_exceptions_report_type_message_and_user_line() -> None:
     source = """import math
 
