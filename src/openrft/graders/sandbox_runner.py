@@ -62,6 +62,7 @@ def apply_limits(rlimits: dict[str, int], cpu_seconds_total: int) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
     # The CPU hard limit (SIGKILL) covers every call of this batch; the soft limit
     # (SIGXCPU) is re-armed before each call, so one call cannot spend the others' budget.
+    # User code could raise its soft limit up to the hard one; the wall clock still holds.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds_total, cpu_seconds_total))
 
 
