@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -299,3 +301,18 @@ def grade(sample, item):
     assert int(result.metadata["capabilities"], 16) == 0
     assert result.metadata["pids"] == [1, 2]  # bwrap's init and the runner, nothing of the host
     assert result.metadata["hostname"] == "sandbox"
+
+
+def test_a_python_installed_under_the_host_tmp_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = tmp_path / "venv"  # e.g. CI virtualenvs in /tmp: bound over the private /tmp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    monkeypatch.setattr(sys, "exec_prefix", str(venv))
+    source = (
+        "import sys\ndef grade(s, i):\n    return {'score': 1, 'metadata': {'p': sys.prefix}}\n"
+    )
+    result = grade_with(source)
+    assert result.errors == [] and result.metadata == {"p": str(venv)}

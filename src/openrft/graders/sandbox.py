@@ -153,14 +153,16 @@ def bwrap_command(bwrap: str, limits: SandboxLimits) -> list[str]:
             command += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             command += ["--ro-bind", str(path), str(path)]
+    # /tmp first, so that a Python installed under the host's /tmp is bound on top of it
+    command += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
     runtime = _runtime_dirs()
     for directory in _parent_dirs([*runtime, RUNNER_IN_SANDBOX]):
-        command += ["--perms", "0755", "--dir", directory]
+        if directory != "/tmp":
+            command += ["--perms", "0755", "--dir", directory]
     for directory in runtime:
         command += ["--ro-bind", directory, directory]
     command += ["--ro-bind", str(RUNNER_ON_HOST), RUNNER_IN_SANDBOX]
     command += ["--proc", "/proc", "--dev", "/dev", "--hostname", "sandbox"]
-    command += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
     command += ["--remount-ro", "/", "--chdir", "/tmp"]
     return command + ["--", sys.executable, "-I", "-B", RUNNER_IN_SANDBOX]
 
