@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from openrft.errors import InvalidInput
 from openrft.models.load import LoraSettings, load_model
@@ -175,3 +176,33 @@ def test_bad_rows_name_file_and_line(tiny_model_dir: Path, tmp_path: Path) -> No
         train_supervised(tiny_model_dir, data, tmp_path / "x", progress=False)
     with pytest.raises(InvalidInput, match="batch_size"):
         train_supervised(tiny_model_dir, ROWS, tmp_path / "x", batch_size=0, progress=False)
+
+
+def test_pause_then_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    settings = dict(epochs=4, batch_size=2, learning_rate=3e-3, seed=1, progress=False)
+    straight = train_supervised(tiny_model_dir, ROWS, tmp_path / "straight", **settings)
+
+    paused = RecordingReporter(stop_after=3, request="pause")  # pauses in epoch 2 of 4
+    checkpoint = train_supervised(
+        tiny_model_dir, ROWS, tmp_path / "resumed", reporter=paused, **settings
+    )
+    resumed_reporter = RecordingReporter()
+    final = train_supervised(
+        tiny_model_dir, ROWS, tmp_path / "resumed", reporter=resumed_reporter,
+        resume_from=checkpoint, progress=False,
+    )
+    assert [m["step"] for m in resumed_reporter.steps] == [4, 5, 6, 7, 8]
+    expected = load_file(straight / "model.safetensors")
+    got = load_file(final / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name, tensor in expected.items():
+        assert torch.allclose(got[name], tensor, atol=1e-6), name
+    record = json.loads((final / "openrft_sft.json").read_text())
+    assert record["base_model"] == str(tiny_model_dir) and record["steps"] == 8
+
+
+def test_resume_from_a_directory_that_is_no_checkpoint(tiny_model_dir: Path, tmp_path: Path):
+    with pytest.raises(InvalidInput, match="not an SFT checkpoint"):
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "x", resume_from=tiny_model_dir)

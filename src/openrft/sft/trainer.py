@@ -34,6 +34,8 @@ from openrft.sft.examples import (
 logger = logging.getLogger(__name__)
 
 Schedule = Literal["constant", "linear", "cosine"]
+RUN_RECORD = "openrft_sft.json"  # base model, settings and summary, next to the weights
+TRAINER_STATE = "sft_trainer_state.pt"  # step + optimizer + scheduler, in checkpoints only
 
 
 @dataclass
@@ -71,14 +73,19 @@ def train_supervised(
     threads: int | None = None,
     reporter: Reporter | None = None,
     progress: bool = True,
+    resume_from: str | Path | None = None,
 ) -> Path:
     """Fine-tune on chat or text rows and return `output_dir`, loadable by `load_model`.
 
     `learning_rate=None` picks 2e-4 for LoRA and 2e-5 for full fine-tuning. With LoRA the
     adapter (plus tokenizer) is saved; otherwise the whole model, as safetensors. Between
     steps `reporter.should_stop()` is honoured: "pause" saves a checkpoint and returns its
-    directory, "cancel" stops without saving.
+    directory, "cancel" stops without saving. `resume_from` continues from such a
+    checkpoint: its weights, optimizer state, step and settings replace `model` and the
+    setting arguments, so the result matches an uninterrupted run.
     """
+    if resume_from is not None:
+        return _resume(Path(resume_from), rows, Path(output_dir), reporter, progress)
     settings = SFTSettings(
         epochs=epochs,
         learning_rate=learning_rate if learning_rate is not None else (2e-4 if lora else 2e-5),
@@ -92,12 +99,26 @@ def train_supervised(
         threads=threads,
     )
     _check_settings(settings)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     loaded = _trainable_model(model, lora)
-    examples = _load_examples(rows, loaded.tokenizer, max_length)
-    run = _SFTRun(loaded, examples, settings, Path(output_dir), reporter)
+    run = _SFTRun(loaded, rows, settings, Path(output_dir), reporter, base_model=loaded.name)
+    return run.train(progress)
+
+
+def _resume(
+    checkpoint: Path, rows: Any, output_dir: Path, reporter: Reporter | None, progress: bool
+) -> Path:
+    """Continue a paused run from its checkpoint directory."""
+    state_path = checkpoint / TRAINER_STATE
+    if not state_path.is_file():
+        raise InvalidInput(str(checkpoint), f"not an SFT checkpoint: no {TRAINER_STATE}")
+    record = json.loads((checkpoint / RUN_RECORD).read_text())
+    settings = SFTSettings(**record["settings"])
+    loaded = load_model(checkpoint, trainable=True)
+    run = _SFTRun(loaded, rows, settings, output_dir, reporter, base_model=record["base_model"])
+    state = torch.load(state_path, weights_only=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_step = int(state["step"])
     return run.train(progress)
 
 
@@ -151,13 +172,19 @@ class _SFTRun:
     def __init__(
         self,
         loaded: LoadedModel,
-        examples: list[TokenizedExample],
+        rows: Any,
         settings: SFTSettings,
         output_dir: Path,
         reporter: Reporter | None,
+        base_model: str,
     ) -> None:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.manual_seed(settings.seed)
+        examples = _load_examples(rows, loaded.tokenizer, settings.max_length)
         self.loaded, self.model, self.examples = loaded, loaded.model, examples
         self.settings, self.output_dir, self.reporter = settings, output_dir, reporter
+        self.base_model, self.start_step = base_model, 0
         self.rng = random.Random(settings.seed)
         steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
         self.total_steps = steps_per_epoch * settings.epochs
@@ -173,13 +200,18 @@ class _SFTRun:
 
     def train(self, progress: bool) -> Path:
         self._notify("on_start", self.total_steps, asdict(self.settings))
-        step, tokens, start = 0, 0, time.perf_counter()
+        step, tokens, start, loss = 0, 0, time.perf_counter(), math.nan
         self.model.train()
         with progress_bar(progress) as bar:
-            task = bar.add_task("fine-tuning", total=self.total_steps)
+            task = bar.add_task("fine-tuning", total=self.total_steps, completed=self.start_step)
             for epoch in range(self.settings.epochs):
                 lengths = [len(e.input_ids) for e in self.examples]
+                # The batch order is a pure function of the seed, so a resumed run replays
+                # it and skips the batches it already trained on.
                 for indices in length_bucketed_batches(lengths, self.settings.batch_size, self.rng):
+                    if step < self.start_step:
+                        step += 1
+                        continue
                     stop = self.reporter.should_stop() if self.reporter else None
                     if stop is not None:
                         return self._stop(stop, step)
@@ -209,8 +241,15 @@ class _SFTRun:
         return float(loss.detach()), int(tensors["attention_mask"].sum())
 
     def _checkpoint(self, step: int, metrics: dict[str, Any]) -> Path:
+        """A resumable checkpoint: the model plus optimizer and scheduler state."""
         path = self.output_dir / "checkpoints" / f"step-{step}"
         self._save(path, {"steps": step, **metrics})
+        state = {
+            "step": step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        torch.save(state, path / TRAINER_STATE)
         self._notify("on_checkpoint", step, str(path), metrics)
         return path
 
@@ -228,8 +267,8 @@ class _SFTRun:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
         self.loaded.tokenizer.save_pretrained(path)
-        record = {"base_model": self.loaded.name, "settings": asdict(self.settings), **summary}
-        (path / "openrft_sft.json").write_text(json.dumps(record, indent=2) + "\n")
+        record = {"base_model": self.base_model, "settings": asdict(self.settings), **summary}
+        (path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
     def _notify(self, hook: str, *args: Any) -> None:
         if self.reporter is not None:
