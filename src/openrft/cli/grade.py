@@ -66,7 +66,8 @@ def load_samples(path: Path) -> list[tuple[int, dict[str, Any]]]:
         text = value.get("output_text")
         if not isinstance(text, str):
             raise InvalidInput(f"{path}:{line}", "field 'output_text' must be a string")
-        samples.append((line, {**value, **make_sample(text, value.get("output_json"))}))
+        extra = {key: field for key, field in value.items() if field is not None}  # null = absent
+        samples.append((line, {**extra, **make_sample(text, value.get("output_json"))}))
     return samples
 
 
