@@ -137,7 +137,7 @@ def test_min_tokens_suppresses_eos_until_reached(tiny_model) -> None:
 def test_stop_string_ends_generation_and_is_cut_from_text(engine) -> None:
     greedy = GenerationParams(max_tokens=24, min_tokens=24, temperature=0.0)
     reference = engine.generate(PROMPTS[:1], 1, greedy)[0]
-    decode = engine._decode
+    decode = engine.completions.text
     # a stop string made of the text of tokens 5..6, chosen where it does not occur earlier
     ids = reference.completion_ids
     for k in range(5, 20):
@@ -168,9 +168,9 @@ def test_reasoning_budget_forces_think_end_when_prompt_opens_thinking(tiny_model
         assert think_end not in natural and tokenizer.eos_token_id not in natural
         assert s.completion_ids[:budget] == natural
         assert s.completion_ids[budget] == think_end
-        assert s.reasoning == engine._decode(natural).strip()
-        assert s.output_text == engine._decode(s.completion_ids[budget + 1 :]).strip()
-        assert s.raw_text.startswith(engine._decode(natural) + "</think>")
+        assert s.reasoning == engine.completions.text(natural).strip()
+        assert s.output_text == engine.completions.text(s.completion_ids[budget + 1 :]).strip()
+        assert s.raw_text.startswith(engine.completions.text(natural) + "</think>")
 
 
 def test_reasoning_budget_counts_from_a_generated_think_start(tiny_model) -> None:
