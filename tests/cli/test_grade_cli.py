@@ -199,3 +199,30 @@ def test_installed_entry_point_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "g.json:1: invalid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sample_output_json_null_is_absent_and_parsed_from_text(tmp_path, monkeypatch, capsys):
+    grader = write(
+        tmp_path / "g.json",
+        json.dumps(
+            {
+                "type": "string_check",
+                "name": "verdict",
+                "input": "{{ sample.output_json.verdict }}",
+                "reference": "{{ item.verdict }}",
+                "operation": "eq",
+            }
+        ),
+    )
+    rows = write(tmp_path / "rows.jsonl", '{"verdict": "yes"}\n{"verdict": "yes"}\n')
+    samples = write(
+        tmp_path / "samples.jsonl",
+        '{"output_text": "{\\"verdict\\": \\"yes\\"}", "output_json": null}\n'
+        '"{\\"verdict\\": \\"no\\"}"\n',
+    )
+    code, out, err = openrft(
+        monkeypatch, capsys, "grade", "--grader", grader, "--data", rows, "--samples", samples,
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [row["score"] for row in json.loads(out)["rows"]] == [1.0, 0.0]
