@@ -129,3 +129,20 @@ def test_collate_pads_on_the_right(tokenizer) -> None:
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_assistant_turns_with_weight_zero_are_masked(tokenizer) -> None:
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "wrong", "weight": 0},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "right", "weight": 1},
+    ]
+    example = chat_example(tokenizer, messages, max_length=512, where="row")
+    trained = [tok for tok in example.labels if tok != IGNORE_INDEX]
+    assert trained == _encode(tokenizer, "right") + [tokenizer.eos_token_id]
+    only_weight_zero = [messages[0], messages[1]]
+    with pytest.raises(InvalidInput, match="no assistant message"):
+        check_row({"messages": only_weight_zero}, "r")
+    with pytest.raises(InvalidInput, match=r"messages\[1\]\.weight"):
+        check_row({"messages": [messages[0], dict(messages[1], weight=0.5)]}, "r")

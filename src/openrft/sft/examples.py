@@ -3,7 +3,8 @@
 Two row shapes:
 - chat rows `{"messages": [..., {"role": "assistant", "content": ...}]}`: the conversation
   is rendered with the tokenizer's chat template and only the assistant turns (content
-  and the end-of-turn token the template adds) carry loss; everything else is masked.
+  and the end-of-turn token the template adds) carry loss; everything else is masked,
+  as are assistant turns marked `"weight": 0` (OpenAI's SFT format).
 - text rows `{"text": "..."}`: causal LM loss on every token. Texts are joined with
   BOS/EOS and packed into blocks of `max_length`, so no compute is spent on padding.
 
@@ -50,7 +51,7 @@ def check_row(row: Any, where: str) -> str:
             raise InvalidInput(f"{where}: messages", "expected a non-empty list of messages")
         for i, message in enumerate(messages):
             _check_message(message, f"{where}: messages[{i}]")
-        if not any(m["role"] == "assistant" for m in messages):
+        if not any(_trained(m) for m in messages):
             raise InvalidInput(f"{where}: messages", "no assistant message to learn from")
         return "chat"
     if "text" in row:
@@ -71,6 +72,8 @@ def _check_message(message: Any, where: str) -> None:
     )
     if not isinstance(content, str) and not parts_ok:
         raise InvalidInput(f"{where}.content", "expected a string or a list of text parts")
+    if message.get("weight", 1) not in (0, 1) or isinstance(message.get("weight"), bool):
+        raise InvalidInput(f"{where}.weight", "expected 0 (do not train on it) or 1")
 
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:
@@ -80,15 +83,21 @@ def _plain(message: dict[str, Any]) -> dict[str, Any]:
     return {"role": message["role"], "content": content}
 
 
+def _trained(message: dict[str, Any]) -> bool:
+    """Assistant turns carry loss unless OpenAI's `"weight": 0` excludes them."""
+    return message["role"] == "assistant" and message.get("weight", 1) == 1
+
+
 def assistant_spans(
     tokenizer: Any, messages: list[dict[str, Any]], where: str
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the [start, end) character spans of assistant turns."""
+    """The rendered conversation and the [start, end) character spans of trained turns."""
+    trained = [_trained(m) for m in messages]
     messages = [_plain(m) for m in messages]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+    for i in range(len(messages)):
+        if not trained[i]:
             continue
         prefix = tokenizer.apply_chat_template(
             messages[:i], tokenize=False, add_generation_prompt=True

@@ -218,7 +218,7 @@ class _SFTRun:
                     loss, n_tokens = self._step([self.examples[i] for i in indices])
                     step, tokens = step + 1, tokens + n_tokens
                     elapsed = time.perf_counter() - start
-                    lr = self.scheduler.get_last_lr()[0]
+                    lr = float(self.scheduler.get_last_lr()[0])
                     self._notify("on_step", _step_metrics(step, epoch, loss, lr, tokens, elapsed))
                     bar.update(task, advance=1, description=f"fine-tuning loss {loss:.3f}")
                     if self.settings.save_every and step % self.settings.save_every == 0:
