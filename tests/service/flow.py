@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 
 GRADER = {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
           "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}
@@ -35,6 +39,60 @@ def create_job(client: openai.OpenAI, model: str, train_id: str, valid_id: str |
             "n_epochs": n_epochs, "batch_size": 2, "eval_interval": 1, "eval_samples": 2}}},
         extra_body={"expert": {"group_size": 2, "max_tokens": 8, **expert}},
     )
+
+
+CLI = [sys.executable, "-c", "from openrft.cli import main; main()"]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_key(data_dir: Path, project: str) -> str:
+    """`openrft keys create`: the key is the last line of its output."""
+    done = subprocess.run([*CLI, "keys", "create", "--project", project, "--data-dir",
+                           str(data_dir)], capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def start_serve(data_dir: Path, log_path: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    """`openrft serve --workers N` as a process; returns it and its base URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+         str(data_dir), "--workers", str(workers)],
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(base_url + "/", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("openrft serve did not start: " + log_path.read_text()[-2000:])
+        time.sleep(0.3)
+
+
+def chromium(url: str, profile: Path, *mode: str) -> str:
+    """Debian's headless chromium on `url` (--dump-dom or --screenshot=...); returns stdout."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not installed at {CHROMIUM} (CI installs it via apt)")
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,1400",
+         "--virtual-time-budget=4000", *mode, url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def spawn_worker(data_dir: Path, log_path: Path, stale_after_s: float = 15.0) -> subprocess.Popen:

@@ -5,34 +5,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-from flow import TRAIN, create_job, upload
+from flow import TRAIN, chromium, create_job, upload
 
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.store import jobs as job_queries
 from openrft.service.store.models import Job
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Hand-chosen step rewards: the chart must plot exactly these.
 TRAIN_REWARDS = [0.25, 0.5, 0.75]
 VALID_REWARDS = {2: 0.4, 3: 0.6}
-
-
-def chromium(url: str, profile: Path, *mode: str) -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not installed at {CHROMIUM} (CI installs it via apt)")
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,1400",
-         "--virtual-time-budget=4000", *mode, url],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 def report_a_run(live, job_id: str, tmp_path: Path) -> None:

@@ -1,68 +1,95 @@
-"""The whole flow through the official openai SDK with the real engine and a worker process."""
+"""The whole flow through the official openai SDK against `openrft serve --workers 1`.
+
+Real processes and the real engine: the CLI makes the key, the server's own worker
+process trains a tiny local model, and the SDK reads events, metrics, checkpoints,
+models and chats with the fine-tuned model. The dashboard shows the real job.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import openai
 import pytest
-from flow import TRAIN, VALID, create_job, spawn_worker, stop, upload, wait_for
+from flow import TRAIN, VALID, chromium, create_job, make_key, start_serve, stop, upload, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def test_sdk_drives_upload_train_events_checkpoints_and_chat(live, tiny_model_dir,
-                                                             tmp_path) -> None:
-    client = live.client(live.key("alpha"))
-    train_id = upload(client, TRAIN, "train.jsonl")
-    valid_id = upload(client, VALID, "valid.jsonl")
-    job = create_job(client, str(tiny_model_dir), train_id, valid_id)
-    worker = spawn_worker(live.settings.data_dir, tmp_path / "worker.log")
+def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_dir,
+                                                                   tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    key = make_key(data_dir, "alpha")
+    server, base_url = start_serve(data_dir, tmp_path / "serve.log", workers=1)
     try:
+        client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
+                               timeout=120)
+        train_id = upload(client, TRAIN, "train.jsonl")
+        valid_id = upload(client, VALID, "valid.jsonl")
+        job = create_job(client, str(tiny_model_dir), train_id, valid_id)
         done = wait_for(client, job.id)
+        log = (tmp_path / "serve.log").read_text()
+        assert done.status == "succeeded", (done.error, log[-3000:])
+        check_job_results(client, job.id, done)
+        check_chat(client, done.fine_tuned_model)
+        dashboard_screenshot(base_url, key, job.id, tmp_path)
     finally:
-        stop(worker)
-    assert done.status == "succeeded", (done.error, (tmp_path / "worker.log").read_text()[-3000:])
+        stop(server)
+
+
+def check_job_results(client: openai.OpenAI, job_id: str, done) -> None:
     assert done.fine_tuned_model.startswith("ft:model:alpha:adder:")
     assert done.finished_at >= done.created_at
-
-    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    events = list(client.fine_tuning.jobs.list_events(job_id, limit=100))
     metrics = sorted((e for e in events if e.type == "metrics"), key=lambda e: e.data["step"])
-    # 4 rows / batch 2 = 2 steps in one epoch
+    # 4 rows / batch 2 = 2 steps in one epoch, validation at every step
     assert [e.data["step"] for e in metrics] == [1, 2]
     for event in metrics:
         assert event.data["total_steps"] == 2
         assert event.message.startswith(f"Step {event.data['step']}/2, train mean reward=")
         assert 0.0 <= event.data["scores"]["train_reward_mean"] <= 1.0
         assert 0.0 <= event.data["scores"]["valid_reward_mean"] <= 1.0
-    messages = [e.message for e in events]
-    assert "The job has successfully completed" in messages
+    assert "The job has successfully completed" in [e.message for e in events]
 
-    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job_id))
     assert sorted(c.step_number for c in checkpoints) == [1, 2]
     for checkpoint in checkpoints:
-        assert checkpoint.id.startswith("ftckpt-")
-        assert checkpoint.fine_tuning_job_id == job.id
+        assert checkpoint.id.startswith("ftckpt-") and checkpoint.fine_tuning_job_id == job_id
         assert checkpoint.fine_tuned_model_checkpoint == (
             f"{done.fine_tuned_model}:ckpt-step-{checkpoint.step_number}")
-
     assert done.fine_tuned_model in [m.id for m in client.models.list()]
     assert client.models.retrieve(done.fine_tuned_model).owned_by == "alpha"
 
+
+def check_chat(client: openai.OpenAI, model: str) -> None:
     ask = [{"role": "user", "content": "3+3="}]
-    plain = client.chat.completions.create(model=done.fine_tuned_model, messages=ask,
-                                           max_tokens=6, temperature=0)
+    plain = client.chat.completions.create(model=model, messages=ask, max_tokens=6,
+                                           temperature=0)
     assert plain.object == "chat.completion" and plain.choices[0].message.role == "assistant"
     assert plain.usage.completion_tokens >= 1
-    stream = client.chat.completions.create(model=done.fine_tuned_model, messages=ask,
-                                            max_tokens=6, temperature=0, stream=True)
+    stream = client.chat.completions.create(model=model, messages=ask, max_tokens=6,
+                                            temperature=0, stream=True)
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     # greedy decoding: the streamed pieces add up to the plain answer
     assert "".join(pieces) == plain.choices[0].message.content
-    # a checkpoint is servable by its name too
-    ckpt = client.chat.completions.create(
-        model=checkpoints[0].fine_tuned_model_checkpoint, messages=ask, max_tokens=4)
-    assert isinstance(ckpt.choices[0].message.content, str)
-
-    deleted = client.models.delete(done.fine_tuned_model)
-    assert deleted.deleted is True
+    checkpoint = next(iter(client.fine_tuning.jobs.list())).id
+    first_ckpt = list(client.fine_tuning.jobs.checkpoints.list(checkpoint))[-1]
+    served = client.chat.completions.create(
+        model=first_ckpt.fine_tuned_model_checkpoint, messages=ask, max_tokens=4)
+    assert isinstance(served.choices[0].message.content, str)
+    assert client.models.delete(model).deleted is True
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model=done.fine_tuned_model, messages=ask, max_tokens=2)
+        client.chat.completions.create(model=model, messages=ask, max_tokens=2)
+
+
+def dashboard_screenshot(base_url: str, key: str, job_id: str, tmp_path: Path) -> None:
+    url = f"{base_url}/?key={key}#/jobs/{job_id}"
+    dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
+    assert 'class="train"' in dom and "Step 2/2, train mean reward=" in dom
+    shot = tmp_path / "dashboard-real-job.png"
+    chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("OPENRFT_ARTIFACTS"):
+        shutil.copy(shot, Path(os.environ["OPENRFT_ARTIFACTS"]) / shot.name)
