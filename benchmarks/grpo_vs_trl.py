@@ -1,0 +1,294 @@
+"""OpenRFT's GRPO step against TRL's GRPOTrainer, side by side, on the same model and batch.
+
+Both sides run the same work per optimizer step: P prompts x G completions of exactly T
+tokens (forced: min = max = T), one reward call, one forward+backward over the P*G
+sequences (on-policy: num_iterations 1, beta 0, loss dapo, AdamW, lr 1e-6) and one
+optimizer step. Each side runs in its own subprocess (clean peak RSS), and the sides are
+interleaved repetition by repetition so that drifting machine load hits both alike. The
+floor is a plain forward+backward over the same batch (prompt + T completion tokens,
+log-probs at completion positions, a policy-gradient loss), the least any implementation
+of the update alone can cost.
+
+    python benchmarks/grpo_vs_trl.py --model DIR --prompts 8 --group 8 --tokens 64 --steps 6
+
+The last line printed is `speedup_vs_trl=<median TRL s/step / median OpenRFT s/step>`.
+TRL is an optional dependency: `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`What is a+b?` chat prompts with the answer as a reference field."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        rows.append({"messages": [{"role": "user", "content": f"What is {a}+{b}?"}],
+                     "answer": str(a + b)})
+    return rows
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def lora_target_modules() -> list[str]:
+    """The same adapter placement on both sides: every linear layer of a Llama block."""
+    return ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# -- OpenRFT side ----------------------------------------------------------------------
+
+
+def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from openrft.graders.base import make_reward_fn
+    from openrft.rl.config import RFTConfig, resolve
+    from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+    from openrft.rl.step import StepContext, run_step
+
+    torch.set_num_threads(args.threads)
+    rows = make_rows(args.prompts * (args.steps + 1))
+    grader = {"type": "string_check", "name": "answer", "operation": "like",
+              "input": "{{ sample.output_text }}", "reference": "{{ item.answer }}"}
+    expert: dict[str, Any] = {
+        "group_size": args.group, "max_tokens": args.tokens, "beta": 0.0, "loss_type": "dapo",
+        "num_iterations": 1, "base_learning_rate": 1e-6, "temperature": 1.0, "top_p": 1.0,
+        "finetune": "lora" if args.lora else "full",
+    }
+    if args.bf16:
+        expert["precision"] = "bf16"
+    if args.lora:
+        expert.update(lora_rank=args.lora, lora_alpha=2 * args.lora)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.jsonl"
+        train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        config = RFTConfig(model=args.model, training_file=str(train_file), grader=grader,
+                           hyperparameters={"batch_size": args.prompts, "n_epochs": 1},
+                           seed=0, output_dir=tmp, expert=expert)
+        cfg = resolve(config, len(rows), 0)
+        policy, tokenizer, _ = build_policy(cfg, None)
+        reward_fn, built = make_reward_fn(cfg.grader)
+        params = make_generation_params(cfg)
+        params.min_tokens = args.tokens  # forced length: equal work on both sides
+        ctx = StepContext(cfg=cfg, policy=policy,
+                          engine=make_rollout_engine(cfg, policy.model, tokenizer),
+                          reward_fn=reward_fn, params=params)
+        steps, lengths = [], []
+        for step in range(1, args.steps + 2):  # step 1 is the warm-up
+            batch = rows[(step - 1) * args.prompts: step * args.prompts]
+            out = run_step(ctx, step, batch, [r["messages"] for r in batch])
+            steps.append(out.metrics)
+            lengths.append(out.metrics["completion_tokens_mean"])
+        built.close()
+    measured = steps[1:]
+    return {
+        "side": "openrft",
+        "step_seconds": [m["step_seconds"] for m in measured],
+        "generate_seconds": [m["sampling_seconds"] for m in measured],
+        "update_seconds": [m["training_seconds"] for m in measured],
+        "completion_tokens_mean": lengths,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# -- TRL side --------------------------------------------------------------------------
+
+
+def run_trl(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.set_num_threads(args.threads)
+    rows = make_rows(args.prompts * (args.steps + 1))
+    data = Dataset.from_list([{"prompt": r["messages"], "answer": r["answer"]} for r in rows])
+    lengths: list[float] = []
+
+    def reward(completions: list[Any], answer: list[str], completion_ids: list[list[int]],
+               **_: Any) -> list[float]:
+        lengths.append(sum(len(c) for c in completion_ids) / len(completion_ids))
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [1.0 if a in t else 0.0 for t, a in zip(texts, answer, strict=True)]
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            self.marks.append(time.perf_counter())
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            self.marks.append(time.perf_counter())
+
+    peft_config = None
+    if args.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
+                                 target_modules=lora_target_modules(), task_type="CAUSAL_LM")
+    config = GRPOConfig(
+        output_dir=tempfile.mkdtemp(), use_cpu=True, bf16=args.bf16, fp16=False,
+        activation_checkpointing=args.trl_checkpointing,
+        per_device_train_batch_size=args.prompts * args.group, gradient_accumulation_steps=1,
+        num_generations=args.group, max_completion_length=args.tokens,
+        generation_kwargs={"min_new_tokens": args.tokens}, num_iterations=1, beta=0.0,
+        learning_rate=1e-6, max_steps=args.steps + 1, logging_steps=1, save_strategy="no",
+        report_to="none", seed=0, temperature=1.0, top_p=1.0, loss_type="dapo",
+    )
+    timer = StepTimer()
+    trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config,
+                          train_dataset=data, callbacks=[timer], peft_config=peft_config)
+    trainer.train()
+    durations = [b - a for a, b in zip(timer.marks, timer.marks[1:], strict=False)]
+    return {
+        "side": "trl",
+        "step_seconds": durations[1:],
+        "completion_tokens_mean": lengths,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# -- floor -----------------------------------------------------------------------------
+
+
+def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """Plain forward+backward over the batch: completion-position log-probs, PG loss."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model.train()
+    n, prompt_len, t = args.prompts * args.group, 12, args.tokens
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (n, prompt_len + t), generator=generator)  # (N, P+T)
+    advantages = torch.randn(n, 1, generator=generator)  # (N, 1)
+    times = []
+    for _ in range(args.floor_reps + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(input_ids=ids, logits_to_keep=t + 1).logits[:, :-1]  # (N, T, V)
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, -t:, None])[..., 0]
+        loss = -(logp * advantages).mean()
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return {"side": "floor", "step_seconds": times[1:], "peak_rss_mb": peak_rss_mb()}
+
+
+WORKERS = {"openrft": run_openrft, "trl": run_trl, "floor": run_floor}
+
+
+# -- driver ----------------------------------------------------------------------------
+
+
+def spawn(side: str, argv: list[str]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    cmd = [sys.executable, __file__, *argv, "--worker", side, "--worker-out", path]
+    subprocess.run(cmd, check=True)
+    result = json.loads(Path(path).read_text())
+    os.unlink(path)
+    return result
+
+
+def describe(xs: list[float]) -> tuple[float, float, float]:
+    return min(xs), statistics.median(xs), max(xs)
+
+
+def versions() -> str:
+    from importlib import metadata
+
+    names = ["torch", "transformers", "trl", "peft", "openrft"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} -")
+    return ", ".join(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model directory (HF format)")
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per step (P)")
+    parser.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
+    parser.add_argument("--tokens", type=int, default=64, help="completion tokens (T), forced")
+    parser.add_argument("--steps", type=int, default=6, help="measured steps per repetition")
+    parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions per side")
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank on both sides (0: full)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--trl-checkpointing", action="store_true",
+                        help="TRL with activation checkpointing (its default; off by default here)")
+    parser.add_argument("--floor-reps", type=int, default=3)
+    parser.add_argument("--sides", default="openrft,trl,floor")
+    parser.add_argument("--json-out", help="write all raw results here")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        Path(args.worker_out).write_text(json.dumps(WORKERS[args.worker](args)))
+        return
+
+    argv = [a for a in sys.argv[1:]]
+    sides = args.sides.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for _ in range(args.reps):
+        for side in sides:
+            if side == "floor" and runs[side]:
+                continue
+            runs[side].append(spawn(side, argv))
+
+    work_tokens = args.prompts * args.group * args.tokens
+    print(f"config: model={args.model} P={args.prompts} G={args.group} T={args.tokens} "
+          f"steps={args.steps}x{args.reps} lora={args.lora or 'off'} bf16={args.bf16} "
+          f"threads={args.threads}")
+    print(f"versions: {versions()}")
+    medians: dict[str, float] = {}
+    for side, results in runs.items():
+        seconds = [s for r in results for s in r["step_seconds"]]
+        lo, mid, hi = describe(seconds)
+        medians[side] = mid
+        rss = max(r["peak_rss_mb"] for r in results)
+        lengths = {round(x, 2) for r in results for x in r.get("completion_tokens_mean", [])}
+        extra = f" completion_tokens_mean={sorted(lengths)}" if lengths else ""
+        print(f"{side:8s} s/step min={lo:.3f} median={mid:.3f} max={hi:.3f} "
+              f"tokens/s={work_tokens / mid:.0f} peak_rss_mb={rss:.0f}{extra}")
+        if side == "openrft":
+            gen = statistics.median(s for r in results for s in r["generate_seconds"])
+            upd = statistics.median(s for r in results for s in r["update_seconds"])
+            print(f"openrft  generate median={gen:.3f}s update median={upd:.3f}s")
+    if "floor" in medians and "openrft" in medians:
+        print(f"openrft/floor={medians['openrft'] / medians['floor']:.2f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+    if "trl" in medians and "openrft" in medians:
+        print(f"speedup_vs_trl={medians['trl'] / medians['openrft']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
