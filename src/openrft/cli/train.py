@@ -1,3 +1,90 @@
-"""`openrft train` commands (registered on the shared app)."""
+"""`openrft train config.yaml [--resume] [--output-dir DIR]`: a rich shell over `train()`.
 
-from openrft.cli import app  # noqa: F401
+Everything about training lives in `openrft.rl.trainer.train`; this command only loads the
+config, shows a progress bar with the live reward and KL, and says where the run
+directory, the final model and the reward chart are. Bad input is one line, exit 2
+(`openrft.cli.main`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from openrft.cli import app
+from openrft.rl.reporter import NullReporter
+
+
+class ProgressReporter(NullReporter):
+    """Drives a rich progress bar: step count, train/valid reward, KL, step time."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("training", total=None, status="starting")
+        self.valid = "-"
+
+    def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
+        self.progress.update(self.task, total=total_steps, status="sampling step 1")
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        if metrics.get("valid_reward_mean") is not None:
+            self.valid = f"{metrics['valid_reward_mean']:.3f}"
+        status = (
+            f"reward {metrics['train_reward_mean']:.3f} ± {metrics['train_reward_std']:.3f}  "
+            f"valid {self.valid}  KL {metrics['kl']:.4f}  {metrics['step_seconds']:.1f}s/step"
+        )
+        self.progress.update(self.task, completed=metrics["step"], status=status)
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        if level != "info":
+            self.progress.console.print(f"[yellow]{level}:[/] {message}", highlight=False)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="YAML config (see docs/training.md).")],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in output_dir.")
+    ] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Run directory (overrides the config).")
+    ] = None,
+) -> None:
+    """Reinforcement fine-tune a model with a grader (GRPO)."""
+    from openrft.rl.config import load_config
+    from openrft.rl.trainer import train
+
+    rft_config = load_config(config)
+    if output_dir is not None:
+        rft_config = rft_config.model_copy(update={"output_dir": str(output_dir)})
+    console = Console()
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        result = train(rft_config, ProgressReporter(progress), resume=resume)
+    run_dir = Path(result.output_dir)
+    if result.stopped:
+        console.print(f"Training {result.stopped} after step {result.steps}: {run_dir}")
+        return
+    console.print(f"Run directory: {run_dir}")
+    console.print(f"Final model:   {result.final_model_dir}")
+    console.print(f"Reward chart:  {run_dir / 'rewards.png'}")
+    if result.full_valid_mean_reward is not None:
+        console.print(f"Full validation mean reward: {result.full_valid_mean_reward:.4f}")

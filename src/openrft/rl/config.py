@@ -160,6 +160,15 @@ class RFTConfig(_Strict):
         parse_grader(grader)  # raises InvalidInput("grader.<path>", why)
         return grader
 
+    @field_validator("response_format")
+    @classmethod
+    def _valid_response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from openrft.rollout.structured import check_response_format
+
+        if value is not None:
+            check_response_format(value)  # raises InvalidInput("response_format.<path>", why)
+        return value
+
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if not str(p).startswith(("function-", "literal[", "constrained"))]
