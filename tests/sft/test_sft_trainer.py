@@ -11,7 +11,7 @@ import torch
 
 from openrft.errors import InvalidInput
 from openrft.models.load import LoraSettings, load_model
-from openrft.sft import train_supervised
+from openrft.sft import latest_checkpoint, train_supervised
 
 FACTS = [("alpha", "seven"), ("beta", "three"), ("gamma", "nine"), ("delta", "two")]
 ROWS = [
@@ -188,6 +188,8 @@ def test_pause_then_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tm
     checkpoint = train_supervised(
         tiny_model_dir, ROWS, tmp_path / "resumed", reporter=paused, **settings
     )
+    assert latest_checkpoint(tmp_path / "resumed") == checkpoint
+    assert latest_checkpoint(tmp_path / "straight") is None
     resumed_reporter = RecordingReporter()
     final = train_supervised(
         tiny_model_dir, ROWS, tmp_path / "resumed", reporter=resumed_reporter,
@@ -206,3 +208,11 @@ def test_pause_then_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tm
 def test_resume_from_a_directory_that_is_no_checkpoint(tiny_model_dir: Path, tmp_path: Path):
     with pytest.raises(InvalidInput, match="not an SFT checkpoint"):
         train_supervised(tiny_model_dir, ROWS, tmp_path / "x", resume_from=tiny_model_dir)
+
+
+def test_latest_checkpoint_orders_steps_numerically(tmp_path: Path) -> None:
+    for name in ("step-2", "step-10", "step-9", "step-11"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    for name in ("step-2", "step-10", "step-9"):  # step-11 lacks its trainer state
+        (tmp_path / "checkpoints" / name / "sft_trainer_state.pt").write_bytes(b"")
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"

@@ -104,6 +104,18 @@ def train_supervised(
     return run.train(progress)
 
 
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest resumable checkpoint of a run (`checkpoints/step-N`), or None.
+
+    A service resumes a paused or re-claimed job with
+    `train_supervised(..., resume_from=latest_checkpoint(output_dir))`.
+    """
+    root = Path(output_dir) / "checkpoints"
+    found = [p for p in root.glob("step-*") if (p / TRAINER_STATE).is_file()]
+    steps = {p: int(p.name.removeprefix("step-")) for p in found if p.name[5:].isdigit()}
+    return max(steps, key=steps.__getitem__) if steps else None
+
+
 def _resume(
     checkpoint: Path, rows: Any, output_dir: Path, reporter: Reporter | None, progress: bool
 ) -> Path:
