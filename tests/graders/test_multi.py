@@ -146,3 +146,64 @@ def test_close_reaches_sub_graders():
         sub.close = lambda key=key: closed.append(key)
     built.close()
     assert sorted(closed) == ["exact", "overlap"]
+
+
+def test_grade_many_batches_each_sub_grader_once_and_matches_per_sample_grading():
+    """A python sub-grader inside multi sees the whole batch in one sandbox (its module
+    global counts calls 1, 2, 3), and the combined scores equal per-sample grading."""
+    from openrft.graders import build_grader
+
+    counter_source = (
+        "calls = 0\n"
+        "def grade(sample, item):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    return calls\n"
+    )
+    grader = {
+        "type": "multi",
+        "name": "m",
+        "graders": {
+            "counter": {"type": "python", "name": "c", "source": counter_source},
+            "exact": {
+                "type": "string_check",
+                "name": "e",
+                "operation": "eq",
+                "input": "{{ sample.output_text }}",
+                "reference": "{{ item.answer }}",
+            },
+        },
+        "calculate_output": "counter * 10 + exact",
+    }
+    samples = [{"output_text": t} for t in ["a", "b", "c"]]
+    items = [{"answer": "a"}, {"answer": "x"}, {"answer": "c"}]
+    built = build_grader(grader)
+    try:
+        results = built.grade_many(samples, items)
+    finally:
+        built.close()
+    # One sandbox for the batch: calls 1, 2, 3; exact matches rows 0 and 2.
+    assert [r.score for r in results] == [11.0, 20.0, 31.0]
+    assert [r.sub_scores["exact"] for r in results] == [1.0, 0.0, 1.0]
+    assert all(r.type == "multi" and not r.errors for r in results)
+
+
+def test_grade_many_reports_non_finite_formula_result():
+    from openrft.graders import build_grader
+
+    sub = {
+        "type": "string_check",
+        "name": "e",
+        "operation": "eq",
+        "input": "{{ sample.output_text }}",
+        "reference": "yes",
+    }
+    grader = {"type": "multi", "name": "m", "graders": {"e": sub},
+              "calculate_output": "exp(1000 * (e + 1))"}
+    built = build_grader(grader)
+    try:
+        [result] = built.grade_many([{"output_text": "yes"}], [{}])
+    finally:
+        built.close()
+    assert result.score == 0.0
+    assert result.errors and result.errors[0].code in {"other_error", "formula_parse_error"}

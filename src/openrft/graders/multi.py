@@ -8,10 +8,20 @@ log of 0, overflow) gives score 0 with a `formula_parse_error`.
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from openrft.graders.base import BaseGrader, GradeError, GradingError, Score, build_grader
+from openrft.graders.base import (
+    BaseGrader,
+    GradeError,
+    GradeResult,
+    GradingError,
+    Score,
+    build_grader,
+)
 from openrft.graders.formula import parse_formula
 from openrft.graders.schema import MultiGrader
 
@@ -33,11 +43,46 @@ class MultiGraderImpl(BaseGrader):
             raise
 
     def score(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
+        results = {key: grader.grade(sample, item) for key, grader in self.graders.items()}
+        return self._combine(results)
+
+    def grade_many(
+        self,
+        samples: Sequence[dict[str, Any]],
+        items: Sequence[dict[str, Any]],
+        max_concurrency: int = 8,
+    ) -> list[GradeResult]:
+        """Each sub-grader grades the whole batch at once (a python grader then starts one
+        sandbox, a local judge runs one batched generation), then the formula per sample."""
+        if len(samples) != len(items):
+            raise ValueError(f"{len(samples)} samples but {len(items)} items")
+        start = time.perf_counter()
+        per_grader = {
+            key: grader.grade_many(samples, items, max_concurrency)
+            for key, grader in self.graders.items()
+        }
+        latency = (time.perf_counter() - start) / max(len(samples), 1)
+        combined = []
+        for i in range(len(samples)):
+            score = self._combine({key: results[i] for key, results in per_grader.items()})
+            combined.append(
+                GradeResult(
+                    score=score.value,
+                    errors=score.errors,
+                    latency_s=latency,
+                    name=self.spec.name,
+                    type=self.spec.type,
+                    sub_scores=score.sub_scores,
+                    metadata=score.metadata,
+                )
+            )
+        return combined
+
+    def _combine(self, results: dict[str, GradeResult]) -> Score:
         sub_scores: dict[str, float] = {}
         errors: list[GradeError] = []
         details: dict[str, Any] = {}
-        for key, grader in self.graders.items():
-            result = grader.grade(sample, item)
+        for key, result in results.items():
             sub_scores[key] = result.score
             errors.extend(GradeError(e.code, f"{key}: {e.message}") for e in result.errors)
             details[key] = {
@@ -51,6 +96,9 @@ class MultiGraderImpl(BaseGrader):
             value = self.formula.evaluate(sub_scores)
         except GradingError as exc:
             errors.append(GradeError(exc.code, exc.message))
+            value = 0.0
+        if not math.isfinite(value):
+            errors.append(GradeError("other_error", "formula result is not finite"))
             value = 0.0
         metadata = {"graders": details}
         return Score(value=value, sub_scores=sub_scores, errors=errors, metadata=metadata)
