@@ -53,7 +53,7 @@ def test_dashboard_renders_jobs_and_live_job_page(live, tiny_model_dir, tmp_path
 
     page_url = f"{live.base_url}/?key={key}#/jobs/{job.id}"
     dom = chromium(page_url, tmp_path / "p2", "--dump-dom")
-    assert "Step 3/3, train mean reward=0.75" in dom
+    assert "Step 3/3, train mean reward=0.75, valid mean reward=0.60" in dom
     assert "<dt>Status</dt>" in dom and "[object" not in dom
     assert "ft:model:alpha:adder:1:ckpt-step-3" in dom
     assert "&lt;b&gt;4&lt;/b&gt;" in dom  # model output shown as text, never as HTML

@@ -33,7 +33,7 @@ def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_di
         log = (tmp_path / "serve.log").read_text()
         assert done.status == "succeeded", (done.error, log[-3000:])
         check_job_results(client, job.id, done)
-        check_chat(client, done.fine_tuned_model)
+        check_chat(client, job.id, done.fine_tuned_model)
         dashboard_screenshot(base_url, key, job.id, tmp_path)
     finally:
         stop(server)
@@ -63,7 +63,7 @@ def check_job_results(client: openai.OpenAI, job_id: str, done) -> None:
     assert client.models.retrieve(done.fine_tuned_model).owned_by == "alpha"
 
 
-def check_chat(client: openai.OpenAI, model: str) -> None:
+def check_chat(client: openai.OpenAI, job_id: str, model: str) -> None:
     ask = [{"role": "user", "content": "3+3="}]
     plain = client.chat.completions.create(model=model, messages=ask, max_tokens=6,
                                            temperature=0)
@@ -74,8 +74,7 @@ def check_chat(client: openai.OpenAI, model: str) -> None:
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     # greedy decoding: the streamed pieces add up to the plain answer
     assert "".join(pieces) == plain.choices[0].message.content
-    checkpoint = next(iter(client.fine_tuning.jobs.list())).id
-    first_ckpt = list(client.fine_tuning.jobs.checkpoints.list(checkpoint))[-1]
+    first_ckpt = list(client.fine_tuning.jobs.checkpoints.list(job_id))[-1]
     served = client.chat.completions.create(
         model=first_ckpt.fine_tuned_model_checkpoint, messages=ask, max_tokens=4)
     assert isinstance(served.choices[0].message.content, str)

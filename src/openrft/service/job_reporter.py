@@ -62,15 +62,14 @@ def metrics_event(metrics: dict[str, Any], total_steps: int | None) -> tuple[str
     train = _first(metrics, _TRAIN_KEYS)
     valid = _first(metrics, _VALID_KEYS)
     data = _json_safe(metrics)
-    data.update(step=step, total_steps=total, train_mean_reward=train,
-                full_valid_mean_reward=valid)
+    data.update(step=step, total_steps=total, train_mean_reward=train)
     data["scores"] = {**(data.get("scores") or {}), "train_reward_mean": train,
                       "valid_reward_mean": valid}
     message = f"Step {step}/{total}"
     if train is not None:
         message += f", train mean reward={train:.2f}"
     if valid is not None:
-        message += f", full validation mean reward={valid:.2f}"
+        message += f", valid mean reward={valid:.2f}"
     return message, data
 
 
