@@ -116,3 +116,15 @@ def test_unknown_purpose_is_rejected(client) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.files.create(file=("x.jsonl", io.BytesIO(jsonl(ROWS))), purpose="batch")
     assert caught.value.body["param"] == "purpose"
+
+
+def test_file_just_over_the_limit_is_refused_exactly(client, live) -> None:
+    limit = live.settings.max_upload_bytes
+    row = (json.dumps(ROWS[0]) + "\n").encode()
+    content = row * (limit // len(row) + 1)  # a few bytes over: within multipart slack
+    assert limit < len(content) < limit + len(row) + 1
+    with pytest.raises(openai.APIStatusError) as caught:
+        upload(client, content)
+    assert caught.value.status_code == 413
+    fits = row * (limit // len(row))
+    assert upload(client, fits).bytes == len(fits) <= limit

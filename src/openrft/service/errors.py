@@ -32,8 +32,12 @@ _TYPE_BY_STATUS = {
 }
 
 
-class APIError(Exception):
-    """An error answered to the client with OpenAI's shape."""
+class APIError(StarletteHTTPException):
+    """An error answered to the client with OpenAI's shape.
+
+    An HTTPException subclass so that FastAPI re-raises it unchanged when it comes from
+    inside body parsing (the upload size limit), instead of turning it into a plain 400.
+    """
 
     def __init__(
         self,
@@ -44,7 +48,7 @@ class APIError(Exception):
         code: str | None = None,
         type: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(status_code=status, detail=message)
         self.status = status
         self.message = message
         self.param = param
