@@ -67,6 +67,7 @@ def greedy_answer(model_dir: Path, question: str) -> str:
         return_tensors="pt",
         return_dict=True,
     )
+    inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
     out = loaded.model.generate(**inputs, max_new_tokens=12, do_sample=False)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
