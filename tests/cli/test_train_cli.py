@@ -1,0 +1,80 @@
+"""`openrft train` through the real entry point: a run end to end, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from openrft.cli import main
+
+GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}",
+          "reference": "{{ item.target }}", "operation": "like"}
+
+
+def openrft(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["openrft", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _config(tmp_path: Path, model: Path, **expert) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "target": "e"} for i in range(4)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {
+        "model": str(model),
+        "training_file": "train.jsonl",  # relative: found next to the config file
+        "grader": GRADER,
+        "seed": 1,
+        "output_dir": str(tmp_path / "run"),
+        "hyperparameters": {"batch_size": 2, "n_epochs": 1},
+        "expert": {"group_size": 2, "max_tokens": 3, **expert},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_prints_where_the_results_are(monkeypatch, capsys, tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir)
+    other = tmp_path / "elsewhere"
+    code, out, err = openrft(monkeypatch, capsys, "train", config, "--output-dir", other)
+    assert code == 0, err
+    assert f"Run directory: {other}" in out
+    assert f"Final model:   {other / 'final'}" in out
+    assert str(other / "rewards.png") in out
+    assert len((other / "metrics.jsonl").read_text().splitlines()) == 2  # 4 rows / batch 2
+    # The same run again without --resume is refused in one line; with --resume it is done.
+    code, out, err = openrft(monkeypatch, capsys, "train", config, "--output-dir", other)
+    assert code == 2 and "already holds a run" in err and len(err.strip().splitlines()) == 1
+    code, out, err = openrft(monkeypatch, capsys, "train", config, "--output-dir", other,
+                             "--resume")
+    assert code == 0, err
+    assert len((other / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_bad_config_is_one_line_exit_2(monkeypatch, capsys, tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir, beta=-1)
+    code, out, err = openrft(monkeypatch, capsys, "train", config)
+    assert code == 2
+    assert err.strip() == f"error: {config}: expert.beta: Input should be greater than or " \
+                          "equal to 0"
+    assert "Traceback" not in err
+
+
+def test_bad_training_row_is_one_line_exit_2(monkeypatch, capsys, tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir)
+    with (tmp_path / "train.jsonl").open("a") as handle:
+        handle.write('{"messages": [{"role": "user", "content": "x"}]}\n')  # no "target"
+    code, out, err = openrft(monkeypatch, capsys, "train", config)
+    assert code == 2
+    assert "train.jsonl:5: item.target" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing started

@@ -1,0 +1,81 @@
+"""End to end: the tiny model learns a toy task, and a SIGKILLed run resumes bit-exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from openrft.rl.config import config_from_dict
+from openrft.rl.trainer import train
+
+CONTAINS_E = {"type": "string_check", "name": "contains_e", "input": "{{ sample.output_text }}",
+              "reference": "e", "operation": "like"}
+TIMING = {"step_seconds", "tokens_per_second", "sampling_seconds", "grading_seconds",
+          "training_seconds", "grader_latency_s"}
+
+
+def _metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_to_say_an(make_config):
+    # The random tiny model writes "an" in ~10% of 6-token completions (a rare but
+    # reachable behaviour); 15 GRPO steps of full fine-tuning make it near certain.
+    config = make_config(
+        hyperparameters={"batch_size": 4, "n_epochs": 4, "eval_interval": 100},
+        expert={"group_size": 8, "max_tokens": 6, "max_steps": 15, "finetune": "full",
+                "base_learning_rate": 1e-2, "save_every": 100},
+    )
+    result = train(config_from_dict(config))
+    rewards = [row["train_reward_mean"] for row in _metrics(Path(result.output_dir))]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert first < 0.35, rewards  # it starts out mostly wrong
+    assert last >= first + 0.4, rewards  # and learns
+    assert last >= 0.7, rewards
+    assert result.full_valid_mean_reward >= 0.5  # held-out prompts, sampled at temperature 1
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
+    settings = {
+        "grader": CONTAINS_E,
+        "hyperparameters": {"batch_size": 2, "n_epochs": 3, "eval_interval": 2},
+        "expert": {"max_steps": 6, "base_learning_rate": 1e-2, "save_every": 1},
+    }
+    straight = train(config_from_dict(make_config(**settings, output_dir=str(tmp_path / "a"))))
+
+    run = tmp_path / "b"
+    config_path = tmp_path / "b.yaml"
+    config_path.write_text(yaml.safe_dump(make_config(**settings, output_dir=str(run))))
+    code = "import sys; from openrft.rl.trainer import train; train(sys.argv[1])"
+    process = subprocess.Popen([sys.executable, "-c", code, str(config_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "step-2").is_dir() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (run / "final").exists()
+
+    resumed = train(config_from_dict(make_config(**settings, output_dir=str(run))), resume=True)
+    assert resumed.steps == 6
+    assert _metrics(run) == _metrics(tmp_path / "a")
+    assert resumed.full_valid_mean_reward == straight.full_valid_mean_reward
+    final = "adapter_model.safetensors"
+    assert (Path(resumed.final_model_dir) / final).read_bytes() == (
+        Path(straight.final_model_dir) / final
+    ).read_bytes()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-4", "step-5", "step-6"  # keep_checkpoints = 3
+    ]
