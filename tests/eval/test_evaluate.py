@@ -105,6 +105,16 @@ def test_top_at_k_from_grader_ranks() -> None:
     assert [s.rank for r in report.rows for s in r.samples] == [1, 5, 7, None]
 
 
+def test_ranks_inside_a_multi_grader_are_found() -> None:
+    from openrft.eval.evaluate import find_rank
+
+    multi = {"graders": {"fmt": {"metadata": {}}, "genes": {"metadata": {"rank": 3}}}}
+    assert find_rank(multi) == (True, 3)
+    assert find_rank({"rank": None, "graders": {"g": {"metadata": {"rank": 1}}}}) == (True, None)
+    assert find_rank({"graders": {"g": {"metadata": {"listed": 2}}}}) == (False, None)
+    assert find_rank({"graders": "not a dict"}) == (False, None)
+
+
 def test_grader_errors_are_counted_not_raised() -> None:
     # no response_format, so samples have no output_json: every grade fails, scoring 0
     grader = dict(EXACT, input="{{ sample.output_json.answer }}")

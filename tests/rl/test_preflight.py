@@ -118,6 +118,11 @@ def test_preflight_config_uses_the_runs_group_size_and_subset(tiny_model_dir: Pa
     assert report.settings["max_tokens"] == 6
     assert report.mean_completion_tokens <= 6
     assert json.loads(json.dumps(report.to_dict()))["verdict"] == "too_hard"
+    # 9 rows, batch auto = min(8, rows) = 8, steps/epoch = 2, auto epochs = 10 -> 20 steps
+    assert (report.settings["batch_size"], report.settings["total_steps"]) == (8, 20)
+    per_row = report.elapsed_s / 4
+    assert report.estimated_sampling_s_per_step == pytest.approx(8 * per_row)
+    assert report.estimated_sampling_s_total == pytest.approx(20 * 8 * per_row)
 
 
 def test_group_size_below_two_is_rejected() -> None:

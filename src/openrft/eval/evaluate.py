@@ -48,7 +48,7 @@ class SampleResult:
     completion_tokens: int = 0
     parse_error: str | None = None  # why output_json could not be parsed (structured output)
     errors: list[GradeError] = field(default_factory=list)  # grader errors (score is then 0)
-    rank: int | None = None  # the grader's metadata["rank"], when it reports one
+    rank: int | None = None  # the true answer's 1-based rank the grader reported, if any
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,7 +87,7 @@ class EvalReport:
     parse_errors: int  # samples whose structured output did not parse
     truncation_rate: float  # share of samples that hit max_tokens
     mean_completion_tokens: float
-    elapsed_s: float
+    elapsed_s: float  # sampling + grading, model loading excluded
     rows: list[RowResult] = field(default_factory=list)
 
     def to_dict(self, include_rows: bool = True) -> dict[str, Any]:
@@ -126,8 +126,8 @@ def evaluate(
         raise InvalidInput("batch_size", f"must be >= 1, got {batch_size}")
     dataset = load_rows(rows, grader)
     params = params or default_params(samples_per_row)
-    start = time.perf_counter()
     engine = engine or engine_for(model)
+    start = time.perf_counter()  # sampling and grading only, not model loading
     results = generate_and_grade(
         engine, dataset, grader, samples_per_row, params, batch_size=batch_size, progress=progress
     )
@@ -240,12 +240,26 @@ def _sample_result(sample: Sample, grade: GradeResult) -> SampleResult:
         completion_tokens=len(sample.completion_ids),
         parse_error=sample.parse_error,
         errors=list(grade.errors),
-        rank=_reported_rank(grade.metadata.get("rank")),
+        rank=_normalised_rank(find_rank(grade.metadata)[1]),
         metadata=dict(grade.metadata),
     )
 
 
-def _reported_rank(rank: Any) -> int | None:
+def find_rank(metadata: dict[str, Any]) -> tuple[bool, Any]:
+    """(reported?, value) of `metadata["rank"]`, looking inside a multi grader's
+    sub-graders (`metadata["graders"][name]["metadata"]`) in order when not at the top."""
+    if "rank" in metadata:
+        return True, metadata["rank"]
+    graders = metadata.get("graders")
+    for detail in graders.values() if isinstance(graders, dict) else ():
+        inner = detail.get("metadata") if isinstance(detail, dict) else None
+        found = find_rank(inner) if isinstance(inner, dict) else (False, None)
+        if found[0]:
+            return found
+    return False, None
+
+
+def _normalised_rank(rank: Any) -> int | None:
     """A 1-based rank as an int; None when absent, 0, negative or not a number."""
     if isinstance(rank, bool) or not isinstance(rank, int | float) or rank < 1:
         return None
@@ -262,7 +276,7 @@ def summarize(
     scores = [row.scores for row in rows]
     samples = [s for row in rows for s in row.samples]
     rewards = summarize_rewards(scores, quantiles=())
-    reports_rank = any("rank" in s.metadata for s in samples)
+    reports_rank = any(find_rank(s.metadata)[0] for s in samples)
     codes = Counter(error.code for s in samples for error in s.errors)
     n = max(len(samples), 1)
     return EvalReport(

@@ -144,6 +144,12 @@ def preflight_panel(report: PreflightReport) -> Group:
         ("truncated (hit max_tokens)", f"{report.truncation_rate:.1%}"),
     ]:
         table.add_row(name, value)
+    if report.estimated_sampling_s_per_step is not None:
+        total = report.estimated_sampling_s_total or 0.0
+        table.add_row(
+            "sampling + grading per step / run",
+            f"{report.estimated_sampling_s_per_step:.1f} s / {total / 60:.1f} min",
+        )
     parts: list[Any] = [table, Text("reward histogram", style="bold")]
     parts += [Text(line) for line in histogram_lines(report.histogram_counts,
                                                      report.histogram_edges)]

@@ -66,7 +66,11 @@ class PreflightReport:
     warnings: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # model, temperature, max_tokens
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # sampling + grading (model loading excluded)
+    # From a training config: sampling + grading time of one step (batch_size rows x
+    # group_size samples) and of the whole run, extrapolated from this preflight.
+    estimated_sampling_s_per_step: float | None = None
+    estimated_sampling_s_total: float | None = None
     evaluation: EvalReport | None = None  # every sample with its score
 
     def to_dict(self, include_samples: bool = False) -> dict[str, Any]:
@@ -106,8 +110,8 @@ def preflight(
         line_numbers=[dataset.line_numbers[i] for i in indices],
     )
     params = params or GenerationParams(temperature=1.0, seed=seed)
-    start = time.perf_counter()
     engine = engine or engine_for(model)
+    start = time.perf_counter()  # sampling and grading only, not model loading
     results = generate_and_grade(
         engine, subset, grader, group_size, params, batch_size=batch_size, progress=progress
     )
@@ -257,5 +261,11 @@ def preflight_config(
         cfg.model, dataset, config.grader, group_size=cfg.group_size, params=params,
         engine=engine, max_rows=max_rows, seed=seed, progress=progress,
     )
-    report.settings.update(model=cfg.model, training_file=cfg.training_file)
+    report.settings.update(
+        model=cfg.model, training_file=cfg.training_file, batch_size=cfg.batch_size,
+        total_steps=cfg.total_steps,
+    )
+    per_row = report.elapsed_s / max(report.n_rows, 1)
+    report.estimated_sampling_s_per_step = per_row * cfg.batch_size
+    report.estimated_sampling_s_total = per_row * cfg.batch_size * cfg.total_steps
     return report
