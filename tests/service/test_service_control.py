@@ -99,3 +99,22 @@ def test_supervised_job_trains_and_serves(live, worker, tiny_model_dir) -> None:
     reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=3,
                                            messages=[{"role": "user", "content": "1+1="}])
     assert isinstance(reply.choices[0].message.content, str)
+
+
+def test_ft_model_is_a_base_for_the_next_job(live, worker, tiny_model_dir) -> None:
+    client = live.client(live.key("alpha"))
+    train_id = upload(client, TRAIN, "t.jsonl")
+    first = wait_for(client, create_job(client, str(tiny_model_dir), train_id, None).id)
+    assert first.status == "succeeded", first.error
+    second = create_job(client, first.fine_tuned_model, train_id, None)
+    assert second.model == first.fine_tuned_model
+    done = wait_for(client, second.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:model:alpha:adder:")
+    assert done.fine_tuned_model != first.fine_tuned_model
+    # another project cannot train on (or even name) this project's model
+    other = live.client(live.key("beta"))
+    with pytest.raises(openai.NotFoundError):
+        other.fine_tuning.jobs.create(model=first.fine_tuned_model,
+                                      training_file=upload(other, TRAIN, "mine.jsonl"),
+                                      method=second.method.model_dump(exclude_none=True))
