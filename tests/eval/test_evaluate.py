@@ -115,6 +115,36 @@ def test_ranks_inside_a_multi_grader_are_found() -> None:
     assert find_rank({"graders": "not a dict"}) == (False, None)
 
 
+@pytest.mark.parametrize(
+    ("extra", "bounds"),
+    [
+        ({}, (0.0, 1.0)),
+        ({"range": [0, 10]}, (0.0, 10.0)),
+        ({"range": [-1, 1], "pass_threshold": 0.5}, (-1.0, 0.5)),
+    ],
+)
+def test_score_bounds_follow_the_grader(extra: dict[str, Any], bounds: tuple[float, float]):
+    from openrft.eval.evaluate import score_bounds
+
+    judge = {"type": "score_model", "name": "j", "model": "m",
+             "input": [{"role": "user", "content": "{{ sample.output_text }}"}], **extra}
+    assert score_bounds(judge) == bounds
+    assert score_bounds(EXACT) == (0.0, 1.0)
+
+
+def test_text_similarity_pass_threshold_defines_pass_at_k() -> None:
+    fuzzy = {"type": "text_similarity", "name": "f", "input": "{{ sample.output_text }}",
+             "reference": "{{ item.answer }}", "evaluation_metric": "fuzzy_match",
+             "pass_threshold": 0.8}
+    # rapidfuzz ratio: "abcdefghij" vs "abcdefghiX" = 0.9 (passes 0.8), vs "xyz" = 0 (fails)
+    engine = ScriptedEngine({"q": ["abcdefghiX", "xyz"]})
+    report = evaluate(None, [_row("q", answer="abcdefghij")], fuzzy, samples_per_row=2,
+                      engine=engine, progress=False)
+    assert report.pass_threshold == 0.8
+    assert report.rows[0].scores == pytest.approx([0.9, 0.0])
+    assert report.pass_at_k == pytest.approx({1: 0.5, 2: 1.0})
+
+
 def test_grader_errors_are_counted_not_raised() -> None:
     # no response_format, so samples have no output_json: every grade fails, scoring 0
     grader = dict(EXACT, input="{{ sample.output_json.answer }}")

@@ -51,6 +51,14 @@ def test_constant_partial_scores_are_low_signal() -> None:
     assert report.groups.zero_variance == pytest.approx(0.6)
 
 
+def test_floor_and_threshold_of_a_wider_score_range() -> None:
+    # a 0..10 judge: 1.0 is neither full marks nor nothing
+    groups = [[1.0, 1.0, 1.0, 1.0] for _ in range(9)] + [[10.0, 0.0, 0.0, 0.0]]
+    report = analyse(_graded(groups), pass_threshold=10.0, fail_floor=0.0)
+    assert report.verdict == "low_signal"  # 9 flat groups but neither all-pass nor all-fail
+    assert (report.groups.all_pass, report.groups.all_fail) == (0.0, 0.0)
+
+
 def test_mixed_groups_are_ok_and_truncation_is_flagged() -> None:
     groups = [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.5, 0.0], [1.0, 1.0, 1.0, 1.0]]
     report = analyse(_graded(groups, finish="length"), pass_threshold=1.0)

@@ -57,8 +57,13 @@ def eval_command(
     seed: Seed = None,
     reasoning_effort: Effort = "default",
     pass_threshold: Annotated[
-        float, typer.Option("--pass-threshold", help="A sample passes when score >= this.")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--pass-threshold",
+            help="A sample passes when score >= this (default: the grader's pass_threshold, "
+            "else full marks).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the full JSON here.")] = None,
     chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart.")] = None,

@@ -28,7 +28,7 @@ from openrft.eval.metrics import (
     summarize_rewards,
     top_at_k,
 )
-from openrft.graders.base import BaseGrader, GradeError, GradeResult, build_grader
+from openrft.graders.base import BaseGrader, GradeError, GradeResult, build_grader, parse_grader
 from openrft.graders.schema import GraderSpec
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 
@@ -109,7 +109,7 @@ def evaluate(
     params: GenerationParams | None = None,
     engine: RolloutEngine | None = None,
     batch_size: int = 8,
-    pass_threshold: float = DEFAULT_PASS_THRESHOLD,
+    pass_threshold: float | None = None,
     progress: bool = True,
 ) -> EvalReport:
     """Sample `samples_per_row` completions per row, grade them and summarise.
@@ -118,12 +118,14 @@ def evaluate(
     ignored when an `engine` is given (the trainer passes its own). `params=None` samples
     greedily for one sample per row and at temperature 1.0 for several (pass@k needs
     diversity). `rows` are OpenAI RFT rows (`messages` plus reference fields), a `Dataset`
-    or a JSONL path.
+    or a JSONL path. `pass_threshold=None` takes the grader's own (see `score_bounds`).
     """
     if samples_per_row < 1:
         raise InvalidInput("samples_per_row", f"must be >= 1, got {samples_per_row}")
     if batch_size < 1:
         raise InvalidInput("batch_size", f"must be >= 1, got {batch_size}")
+    if pass_threshold is None:  # also validates a grader dict before any model loads
+        pass_threshold = score_bounds(grader)[1]
     dataset = load_rows(rows, grader)
     params = params or default_params(samples_per_row)
     engine = engine or engine_for(model)
@@ -132,6 +134,19 @@ def evaluate(
         engine, dataset, grader, samples_per_row, params, batch_size=batch_size, progress=progress
     )
     return summarize(results, samples_per_row, pass_threshold, time.perf_counter() - start)
+
+
+def score_bounds(grader: dict[str, Any] | GraderSpec | BaseGrader) -> tuple[float, float]:
+    """(fail floor, pass threshold) of a grader: what "scored nothing" and "passed" mean.
+
+    The pass threshold is the grader's own `pass_threshold` (text_similarity, score_model)
+    when set, else full marks: the top of a score_model's `range`, 1.0 otherwise. The
+    floor is the bottom of a score_model's range, 0.0 otherwise.
+    """
+    spec = grader.spec if isinstance(grader, BaseGrader) else parse_grader(grader)
+    low, high = getattr(spec, "range", None) or (0.0, DEFAULT_PASS_THRESHOLD)
+    threshold = getattr(spec, "pass_threshold", None)
+    return float(low), float(high if threshold is None else threshold)
 
 
 def default_params(samples_per_row: int) -> GenerationParams:

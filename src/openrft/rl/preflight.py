@@ -24,6 +24,7 @@ from openrft.eval.evaluate import (
     engine_for,
     generate_and_grade,
     load_rows,
+    score_bounds,
     summarize,
 )
 from openrft.eval.metrics import (
@@ -93,13 +94,16 @@ def preflight(
     max_rows: int | None = 32,
     seed: int = 0,
     batch_size: int = 4,
-    pass_threshold: float = DEFAULT_PASS_THRESHOLD,
+    pass_threshold: float | None = None,
     progress: bool = True,
 ) -> PreflightReport:
     """Sample `group_size` completions for (a seeded subset of `max_rows`) rows and judge
-    whether their rewards vary enough for GRPO to learn from them."""
+    whether their rewards vary enough for GRPO to learn from them. A sample "fails" at or
+    below the grader's floor and "passes" at its pass threshold (`score_bounds`)."""
     if group_size < 2:
         raise InvalidInput("group_size", f"must be >= 2 (GRPO compares samples), got {group_size}")
+    floor, default_threshold = score_bounds(grader)  # validates a grader dict up front
+    pass_threshold = default_threshold if pass_threshold is None else pass_threshold
     dataset = load_rows(rows, grader if isinstance(grader, dict) else None)
     indices = list(range(len(dataset)))
     if max_rows is not None and len(indices) > max_rows:
@@ -121,17 +125,21 @@ def preflight(
         "temperature": params.temperature,
         "max_tokens": params.max_tokens,
         "pass_threshold": pass_threshold,
+        "fail_floor": floor,
     }
-    return analyse(evaluation, pass_threshold, settings)
+    return analyse(evaluation, pass_threshold, settings, fail_floor=floor)
 
 
 def analyse(
-    evaluation: EvalReport, pass_threshold: float, settings: dict[str, Any] | None = None
+    evaluation: EvalReport,
+    pass_threshold: float = DEFAULT_PASS_THRESHOLD,
+    settings: dict[str, Any] | None = None,
+    fail_floor: float = 0.0,
 ) -> PreflightReport:
     """The verdict, warnings and advice for graded groups (pure: no model involved)."""
     scores = [row.scores for row in evaluation.rows]
     flat = [s for group in scores for s in group]
-    counts, edges = reward_histogram(flat, bins=10)
+    counts, edges = reward_histogram(flat, bins=10)  # spans [min(0, low), max(1, high)]
     n = max(len(flat), 1)
     report = PreflightReport(
         verdict="ok",
@@ -140,7 +148,7 @@ def analyse(
         rewards=summarize_rewards(scores),
         histogram_counts=counts,
         histogram_edges=edges,
-        groups=group_stats(scores, pass_threshold),
+        groups=group_stats(scores, pass_threshold, fail_floor),
         pass_rate=sum(s >= pass_threshold - 1e-9 for s in flat) / n,
         grader_error_rate=evaluation.grader_errors / n,
         grader_error_codes=evaluation.grader_error_codes,
@@ -161,7 +169,8 @@ def _judge(report: PreflightReport) -> None:
     if groups.all_fail >= TOO_HARD_SHARE:
         report.verdict = "too_hard"
         report.warnings.append(
-            f"{groups.all_fail:.0%} of groups scored 0 on every sample: no learning signal."
+            f"{groups.all_fail:.0%} of groups scored the minimum on every sample: "
+            "no learning signal."
         )
         report.advice += _too_hard_advice(report.pass_rate, g)
     elif groups.all_pass >= TOO_EASY_SHARE:
