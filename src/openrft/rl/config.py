@@ -100,6 +100,9 @@ class ExpertSettings(_Strict):
     """Gradient clipping: global L2 norm cap."""
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """Rollout engine. auto: vllm when available on a GPU, else hf."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Model weight dtype. auto: fp32 on CPU, bf16 on GPUs that support it (else fp16).
+    LoRA adapters stay fp32 (peft); full fine-tuning trains weights in this dtype."""
     scale_rewards: RewardScaling = "group"
     """Advantage scaling: divide by the group's std, the batch's std, or not at all."""
     save_every: Annotated[int, Field(ge=1)] | Auto = "auto"
@@ -266,6 +269,7 @@ class ResolvedConfig:
     warmup_ratio: float
     max_grad_norm: float
     engine: Literal["auto", "hf", "vllm"]
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
     scale_rewards: RewardScaling
     keep_checkpoints: int
     keep_samples: int
@@ -339,6 +343,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         warmup_ratio=ex.warmup_ratio,
         max_grad_norm=ex.max_grad_norm,
         engine=ex.engine,
+        precision=ex.precision,
         scale_rewards=ex.scale_rewards,
         keep_checkpoints=ex.keep_checkpoints,
         keep_samples=ex.keep_samples,

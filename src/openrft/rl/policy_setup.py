@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 # Our schedule names -> transformers.get_scheduler names (warmup is built into each).
 _SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, Any, int]:
@@ -34,13 +35,14 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     # Full fine-tuning resumes from the checkpoint's full weights; LoRA from the base model
     # plus the checkpoint's adapter (loaded below).
     source = str(checkpoint) if checkpoint is not None and lora is None else cfg.model
-    loaded = load_model(source, trainable=True, lora=lora)
+    dtype = _DTYPES[cfg.precision]
+    loaded = load_model(source, dtype=dtype, trainable=True, lora=lora)
     model = loaded.model
     reference = None
     if cfg.finetune == "full" and cfg.beta > 0:
         # The KL anchor is the *base* model: a second full copy in memory (LoRA avoids this
         # by switching its adapters off instead).
-        reference = load_model(cfg.model, trainable=False).model
+        reference = load_model(cfg.model, dtype=dtype, trainable=False).model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     updates = cfg.total_steps * cfg.num_iterations
@@ -83,7 +85,8 @@ def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:
 
 
 def make_rollout_engine(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> RolloutEngine:
-    """The engine that samples from the policy being trained (it shares the model)."""
-    from openrft.rollout.hf import HFRolloutEngine
+    """The engine that samples from the policy being trained: HF shares the model object;
+    vLLM gets the new weights through `sync_weights` after every update."""
+    from openrft.rollout.factory import make_engine
 
-    return HFRolloutEngine(model, tokenizer)
+    return make_engine(model, tokenizer, cfg.engine)
