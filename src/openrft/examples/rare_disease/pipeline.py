@@ -1,0 +1,285 @@
+"""The rare-disease experiment, stage by stage: data -> base -> SFT / RFT / SFT+RFT -> eval.
+
+Every stage is one function over plain settings and paths, so the demo, the full-scale
+run and the tests compose the same steps. Choices (learning rates, steps) are made on the
+validation split (training diseases held back from training); held-out diseases are only
+ever evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openrft.examples.rare_disease.base_model import (
+    BaseModelSettings,
+    build_untrained_model,
+    domain_tokens,
+    textbook_texts,
+)
+from openrft.examples.rare_disease.baseline import HypergeomRanker
+from openrft.examples.rare_disease.cases import (
+    Case,
+    CaseGenerator,
+    DiseaseSplit,
+    select_subset,
+    split_diseases,
+)
+from openrft.examples.rare_disease.corpus import (
+    Textbook,
+    build_textbook,
+    differential_genes,
+    similar_diseases,
+)
+from openrft.examples.rare_disease.hpo_data import HPOData, eligible_diseases
+from openrft.examples.rare_disease.task import (
+    GRADER,
+    MAX_GENES,
+    RESPONSE_FORMAT,
+    assistant_text,
+    case_row,
+)
+
+logger = logging.getLogger(__name__)
+ARMS = ("base", "sft", "rft", "sft_rft", "classical")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which diseases and how many cases (the subset and split use `subset_seed`)."""
+
+    n_diseases: int = 100
+    valid_fraction: float = 0.1
+    heldout_fraction: float = 0.3
+    train_cases: int = 300
+    valid_cases: int = 40
+    heldout_cases: int = 90
+    subset_seed: int = 0
+    case_reports_per_disease: int = 4
+
+
+@dataclass(frozen=True)
+class SFTArmSettings:
+    epochs: int = 3
+    learning_rate: float = 3e-4
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class RFTArmSettings:
+    steps: int = 40
+    batch_size: int = 8  # prompts per step
+    group_size: int = 8
+    learning_rate: float = 2e-4
+    beta: float = 0.0
+    temperature: float = 1.0
+    max_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    data: DataSettings = field(default_factory=DataSettings)
+    base: BaseModelSettings = field(default_factory=BaseModelSettings)
+    sft: SFTArmSettings = field(default_factory=SFTArmSettings)
+    rft: RFTArmSettings = field(default_factory=RFTArmSettings)
+
+
+@dataclass
+class PreparedData:
+    """Everything the arms share for one seed: cases, rows on disk, the textbook."""
+
+    split: DiseaseSplit
+    subset: list[str]
+    train: list[Case]
+    valid: list[Case]
+    heldout: list[Case]
+    files: dict[str, Path]  # train / valid / heldout JSONL, grader JSON
+    textbook: Textbook
+    tokens: list[str]
+    shared_genes: int  # held-out diseases whose gene also causes a training disease
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def vocabulary_terms(data: HPOData, subset: list[str]) -> set[str]:
+    """Every term a case of the subset can mention: annotations, their parents, NOTs."""
+    terms: set[str] = set()
+    for disease_id in subset:
+        disease = data.diseases[disease_id]
+        for term in disease.frequencies:
+            terms.add(term)
+            terms.update(data.parents.get(term, ()))
+        terms.update(disease.excluded)
+    return {t for t in terms if t in data.names}
+
+
+def prepare_data(data: HPOData, settings: DataSettings, seed: int, out: Path) -> PreparedData:
+    """Subset, disjoint split, cases (seeded), JSONL files, grader file and the textbook."""
+    subset = select_subset(eligible_diseases(data), settings.n_diseases, settings.subset_seed)
+    split = split_diseases(
+        subset, settings.valid_fraction, settings.heldout_fraction, settings.subset_seed
+    )
+    generator = CaseGenerator(data, subset, seed=seed)
+    train = generator.generate(list(split.train), settings.train_cases, f"train-s{seed}")
+    valid = generator.generate(list(split.valid), settings.valid_cases, f"valid-s{seed}")
+    heldout = generator.generate(list(split.heldout), settings.heldout_cases, f"heldout-s{seed}")
+    files = {
+        name: write_jsonl(out / f"{name}.jsonl", [case_row(c) for c in cases])
+        for name, cases in (("train", train), ("valid", valid), ("heldout", heldout))
+    }
+    files["grader"] = out / "grader.json"
+    files["grader"].write_text(json.dumps(GRADER, indent=2) + "\n")
+    terms = vocabulary_terms(data, subset)
+    textbook = build_textbook(
+        data, subset, terms, case_reports_per_disease=settings.case_reports_per_disease, seed=seed
+    )
+    names = [data.names[t] for t in terms]
+    names += [data.diseases[d].name for d in subset] + [data.diseases[d].genes[0] for d in subset]
+    train_genes = {data.diseases[d].genes[0] for d in split.train}
+    shared = sum(data.diseases[d].genes[0] in train_genes for d in split.heldout)
+    return PreparedData(
+        split, subset, train, valid, heldout, files, textbook, domain_tokens(names), shared
+    )
+
+
+def sft_rows(data: HPOData, prepared: PreparedData, seed: int) -> list[dict[str, Any]]:
+    """Training cases with a reference answer in the textbook's format (diagnosis, then the
+    causal gene followed by genes of similar diseases)."""
+    import random
+
+    rng = random.Random(seed)
+    similar = similar_diseases(data, prepared.subset)
+    rows = []
+    for case in prepared.train:
+        length = rng.randint(3, 8)
+        genes = differential_genes(data, case.disease_id, similar[case.disease_id], length)
+        answer = {"role": "assistant", "content": assistant_text(case.disease_name, genes)}
+        rows.append({"messages": case_row(case)["messages"] + [answer]})
+    return rows
+
+
+def build_base_model(
+    prepared: PreparedData, settings: BaseModelSettings, seed: int, out: Path, threads: int | None
+) -> Path:
+    """Random-init tiny Llama + domain tokenizer, then LM pretraining on the textbook."""
+    from transformers import AutoTokenizer
+
+    from openrft.sft.trainer import train_supervised
+
+    init_dir = build_untrained_model(
+        out / "init", prepared.textbook, prepared.tokens, settings, seed
+    )
+    tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    rows = [{"text": t} for t in textbook_texts(prepared.textbook, tokenizer, seed)]
+    return train_supervised(
+        init_dir,
+        rows,
+        out / "base",
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        max_length=settings.max_positions,
+        seed=seed,
+        threads=threads,
+        warmup_ratio=0.05,
+    )
+
+
+def run_sft(
+    base: Path, rows: list[dict[str, Any]], settings: SFTArmSettings, seed: int, out: Path,
+    threads: int | None,
+) -> Path:
+    from openrft.sft.trainer import train_supervised
+
+    return train_supervised(
+        base,
+        rows,
+        out,
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        max_length=256,
+        seed=seed,
+        threads=threads,
+    )
+
+
+def run_rft(
+    model: Path, prepared: PreparedData, settings: RFTArmSettings, seed: int, out: Path,
+    reporter: Any = None,
+) -> Path:
+    """GRPO through `openrft.rl.trainer.train`, full fine-tuning of the tiny model."""
+    from openrft.rl.config import RFTConfig
+    from openrft.rl.trainer import train
+
+    config = RFTConfig.model_validate(
+        {
+            "model": str(model),
+            "training_file": str(prepared.files["train"]),
+            "validation_file": str(prepared.files["valid"]),
+            "grader": GRADER,
+            "response_format": RESPONSE_FORMAT,
+            "seed": seed,
+            "output_dir": str(out),
+            "hyperparameters": {
+                "n_epochs": 50,
+                "batch_size": settings.batch_size,
+                "eval_interval": max(1, settings.steps // 2),
+                "eval_samples": min(32, len(prepared.valid)),
+            },
+            "expert": {
+                "group_size": settings.group_size,
+                "beta": settings.beta,
+                "finetune": "full",
+                "base_learning_rate": settings.learning_rate,
+                "max_tokens": settings.max_tokens,
+                "temperature": settings.temperature,
+                "max_steps": settings.steps,
+                "keep_samples": 4,
+            },
+        }
+    )
+    result = train(config, reporter=reporter)
+    if result.final_model_dir is None:
+        raise RuntimeError(f"RFT run in {out} stopped before finishing")
+    return Path(result.final_model_dir)
+
+
+def evaluate_model(model: Path, rows_file: Path) -> tuple[dict[str, float], Any]:
+    """Greedy answers on `rows_file`, graded: (top@1/top@5/top@max, the EvalReport)."""
+    from openrft.eval.evaluate import evaluate
+    from openrft.rollout.engine import GenerationParams
+
+    params = GenerationParams(max_tokens=64, temperature=0.0, response_format=RESPONSE_FORMAT)
+    report = evaluate(str(model), rows_file, GRADER, params=params, batch_size=32)
+    return top_metrics(report.top_at_k), report
+
+
+def top_metrics(top_at_k: dict[Any, float]) -> dict[str, float]:
+    return {
+        "top@1": float(top_at_k.get(1, 0.0)),
+        "top@5": float(top_at_k.get(5, 0.0)),
+        "top@max": float(top_at_k.get("max", 0.0)),
+    }
+
+
+def evaluate_classical(data: HPOData, prepared: PreparedData, seed: int) -> dict[str, float]:
+    """hypergeom_d over the subset's genes, cut at MAX_GENES, on the held-out cases."""
+    ranker = HypergeomRanker(data, prepared.subset)
+    ranks: list[int | None] = []
+    for case in prepared.heldout:
+        genes = ranker.rank([t["id"] for t in case.present], MAX_GENES, seed=seed)
+        ranks.append(genes.index(case.gene) + 1 if case.gene in genes else None)
+    n = len(ranks)
+    return {
+        "top@1": sum(r == 1 for r in ranks) / n,
+        "top@5": sum(r is not None and r <= 5 for r in ranks) / n,
+        "top@max": sum(r is not None for r in ranks) / n,
+    }
