@@ -62,9 +62,12 @@ def train_command(
     ] = None,
 ) -> None:
     """Reinforcement fine-tune a model with a grader (GRPO)."""
+    from transformers.utils import logging as hf_logging
+
     from openrft.rl.config import load_config
     from openrft.rl.trainer import train
 
+    hf_logging.disable_progress_bar()  # one progress bar: ours, not per save/load bars
     rft_config = load_config(config)
     if output_dir is not None:
         rft_config = rft_config.model_copy(update={"output_dir": str(output_dir)})

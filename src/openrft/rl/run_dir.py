@@ -92,6 +92,7 @@ def plot_rewards(metrics_path: Path, chart_path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = read_jsonl_rows(metrics_path) if metrics_path.exists() else []
     steps = [r["step"] for r in rows]
@@ -106,7 +107,9 @@ def plot_rewards(metrics_path: Path, chart_path: Path) -> None:
                     color="tab:blue", alpha=0.2, label="train reward ± std")
     if valid:
         ax.plot(*zip(*valid, strict=True), "o-", color="tab:orange", label="validation reward")
+    ax.set_title("OpenRFT training rewards")
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("reward")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
