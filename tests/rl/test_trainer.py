@@ -163,6 +163,11 @@ def test_pause_checkpoints_then_resume_matches_an_uninterrupted_run(make_config,
     paused = train(config, Recorder(request="pause", stop_after=1))
     assert paused.stopped == "paused" and paused.steps == 1
     assert (tmp_path / "b" / "checkpoints" / "step-1").is_dir()
+    # a different LoRA shape cannot load this checkpoint: refused before any model loads
+    settings_rank4 = {**settings, "expert": {**settings["expert"], "lora_rank": 4}}
+    with pytest.raises(InvalidInput, match="lora_rank"):
+        train(config_from_dict(make_config(**settings_rank4, output_dir=str(tmp_path / "b"))),
+              resume=True)
     resumed = train(config, resume=True)
     assert resumed.steps == 3
     assert _deterministic(_metrics(tmp_path / "b")) == _deterministic(_metrics(tmp_path / "a"))

@@ -56,47 +56,47 @@ class ExpertSettings(_Strict):
 
     group_size: Annotated[int, Field(ge=2, le=256)] | None = None
     """Completions sampled per prompt (GRPO's G). None: from compute_multiplier."""
-    beta: float = Field(0.0, ge=0)
+    beta: float = Field(default=0.0, ge=0)
     """KL(policy || reference) coefficient. 0.0 (TRL >= 0.19, DAPO, Dr. GRPO): no reference
     forward pass, so a step is cheaper; LoRA's low rank already limits drift. Set 0.04
     (the original GRPO value) to anchor the policy to the base model."""
-    epsilon: float = Field(0.2, gt=0, lt=1)
+    epsilon: float = Field(default=0.2, gt=0, lt=1)
     """Lower clip range of the importance ratio: ratio >= 1 - epsilon."""
-    epsilon_high: float | None = Field(None, gt=0)
+    epsilon_high: float | None = Field(default=None, gt=0)
     """Upper clip range: ratio <= 1 + epsilon_high. None: 0.28 for dapo (DAPO's clip-higher),
     epsilon otherwise."""
     loss_type: LossType = "dapo"
     """Loss aggregation: grpo (mean per sequence, then over sequences), dr_grpo (token sum
     / (sequences * max_tokens)), dapo (token sum / active tokens in the whole batch)."""
-    num_iterations: int = Field(1, ge=1)
+    num_iterations: int = Field(default=1, ge=1)
     """Policy-update epochs over each sampled batch (PPO's mu). 1 is on-policy: the ratio is
     exactly 1 and no extra forward pass is needed for the old log-probs."""
     finetune: Literal["lora", "full"] = "lora"
     """Train LoRA adapters (small checkpoints, KL reference for free) or every weight."""
-    lora_rank: int = Field(16, ge=1)
+    lora_rank: int = Field(default=16, ge=1)
     """LoRA rank r."""
-    lora_alpha: float = Field(32.0, gt=0)
+    lora_alpha: int = Field(default=32, ge=1)
     """LoRA scaling alpha (effective scale alpha / r)."""
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     """Dropout on the LoRA path during the loss forward pass."""
     base_learning_rate: Annotated[float, Field(gt=0)] | Auto = "auto"
     """AdamW learning rate before learning_rate_multiplier. auto: 2e-5 for lora, 1e-6 full."""
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     """AdamW decoupled weight decay."""
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(default=256, ge=1)
     """Completion length cap in tokens (reasoning included)."""
-    temperature: float = Field(1.0, gt=0, le=2)
+    temperature: float = Field(default=1.0, gt=0, le=2)
     """Sampling temperature of rollouts (validation uses it too)."""
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(default=1.0, gt=0, le=1)
     """Nucleus sampling mass of rollouts."""
-    grad_accum_steps: int = Field(1, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step: the batch_size * group_size sequences are split in
     this many forward/backward passes to bound memory; the loss is identical."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """Learning-rate decay after warmup (linear/cosine decay to 0 at the last step)."""
-    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
     """Fraction of total steps with linear warmup from 0."""
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
     """Gradient clipping: global L2 norm cap."""
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """Rollout engine. auto: vllm when available on a GPU, else hf."""
@@ -107,11 +107,11 @@ class ExpertSettings(_Strict):
     """Advantage scaling: divide by the group's std, the batch's std, or not at all."""
     save_every: Annotated[int, Field(ge=1)] | Auto = "auto"
     """Optimizer steps between checkpoints. auto: eval_interval."""
-    keep_checkpoints: int = Field(3, ge=1)
+    keep_checkpoints: int = Field(default=3, ge=1)
     """How many of the latest checkpoints to keep on disk (OpenAI keeps 3)."""
-    keep_samples: int = Field(8, ge=0)
+    keep_samples: int = Field(default=8, ge=0)
     """Sampled completions per step written to samples.jsonl."""
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimizer steps even if epochs remain."""
 
 
@@ -133,7 +133,7 @@ class RFTConfig(_Strict):
     """Seeds data order, sampling and initialisation. None: drawn once, saved in the run."""
     output_dir: str | None = None
     """Run directory. None: runs/<suffix or 'rft'>."""
-    suffix: str | None = Field(None, max_length=64)
+    suffix: str | None = Field(default=None, max_length=64)
     """A name for the fine-tuned model (OpenAI's suffix)."""
     metadata: dict[str, str] | None = None
     """Free key/value labels, kept with the run (OpenAI's metadata)."""
@@ -258,7 +258,7 @@ class ResolvedConfig:
     num_iterations: int
     finetune: Literal["lora", "full"]
     lora_rank: int
-    lora_alpha: float
+    lora_alpha: int
     lora_dropout: float
     weight_decay: float
     max_tokens: int

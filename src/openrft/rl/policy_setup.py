@@ -65,8 +65,8 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
 def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
     from peft import load_peft_weights, set_peft_model_state_dict
 
-    result = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
-    if result.unexpected_keys:
+    result: Any = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
+    if result.unexpected_keys:  # torch's _IncompatibleKeys
         raise RuntimeError(f"checkpoint {checkpoint} does not match the adapter: "
                            f"{result.unexpected_keys[:3]}")
 

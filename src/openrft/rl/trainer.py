@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 
 from openrft.data.dataset import Dataset, load_dataset
 from openrft.errors import InvalidInput
@@ -30,7 +31,7 @@ from openrft.rl.checkpoint import (
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
 from openrft.rl.reporter import MultiReporter, Reporter
-from openrft.rl.run_dir import METRICS, RunDirReporter, read_jsonl_rows
+from openrft.rl.run_dir import CONFIG, METRICS, RunDirReporter, read_jsonl_rows
 from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,11 @@ def train(
     output_dir = Path(cfg.output_dir)
     checkpoint = _checkpoint_to_resume(output_dir, resume)
     run_dir = RunDirReporter(output_dir)
+    changed: list[str] = []
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         cfg = replace(cfg, seed=state["seed"])  # an auto seed must survive the restart
+        changed = _changed_since_start(output_dir, cfg)
     run_dir.truncate_after(0 if checkpoint is None else state["step"])
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
 
@@ -85,6 +88,8 @@ def train(
     reporters.on_start(cfg.total_steps, cfg.to_dict())
     if start_step:
         reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}")
+    if changed:
+        reporters.on_event("warn", f"Config changed since the run started: {', '.join(changed)}")
     try:
         loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
         return loop.run(start_step)
@@ -226,6 +231,26 @@ def _local_or_hub(model: str) -> str:
     """An existing local path made absolute (adapters record it as their base model)."""
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else model
+
+
+# Settings a checkpoint's weights and optimizer state depend on.
+_FIXED_BY_CHECKPOINT = ("model", "finetune", "lora_rank", "lora_alpha", "precision")
+
+
+def _changed_since_start(output_dir: Path, cfg: ResolvedConfig) -> list[str]:
+    """Resolved settings that differ from the run's config.yaml; InvalidInput if the
+    checkpoint cannot be loaded under the new ones."""
+    path = output_dir / CONFIG
+    saved = yaml.safe_load(path.read_text()) if path.exists() else {}
+    current = cfg.to_dict()
+    for key in _FIXED_BY_CHECKPOINT:
+        if key in saved and saved[key] != current[key]:
+            raise InvalidInput(
+                f"{path}: {key}",
+                f"the run was started with {saved[key]!r}; cannot resume it with "
+                f"{current[key]!r}",
+            )
+    return sorted(k for k in saved if k in current and saved[k] != current[k])
 
 
 def _checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
