@@ -34,6 +34,13 @@ def choose_tokens(
     softmax(logits / temperature) restricted to the top-p nucleus. logits (R, V) -> (R,)."""
     if temperature <= 0.0:
         return logits.argmax(dim=-1)
-    scaled = top_p_filter(logits / temperature, top_p)
-    probs = scaled.softmax(dim=-1)  # (R, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    scaled = top_p_filter(logits / temperature if temperature != 1.0 else logits, top_p)
+    return sample_from_probs(scaled.softmax(dim=-1), generator)
+
+
+def sample_from_probs(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of `probs` (R, V) -> (R,), by the exponential race: argmax p_i / E_i
+    with E_i ~ Exp(1) picks i with probability p_i (the Gumbel-max trick without logs).
+    Cheaper than torch.multinomial on CPU, and the same method vLLM uses."""
+    race = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / race).argmax(dim=-1)
