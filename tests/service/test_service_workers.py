@@ -115,3 +115,25 @@ def test_failed_training_fails_the_job_with_its_error(tmp_path) -> None:
                              "param": "train.jsonl:3"}
         events = job_queries.list_events(session, job_id, None, 10).items
         assert events[0].level == "error" and "bad row" in events[0].message
+
+
+def test_unknown_hub_model_fails_the_job_not_the_worker(live) -> None:
+    import io
+    import json
+
+    client = live.client(live.key("alpha"))
+    row = {"messages": [{"role": "user", "content": "1+1="}], "answer": "2"}
+    file_id = client.files.create(file=("t.jsonl", io.BytesIO(json.dumps(row).encode())),
+                                  purpose="fine-tune").id
+    grader = {"type": "string_check", "name": "g", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "eq"}
+    job = client.fine_tuning.jobs.create(
+        model="no-such-org/no-such-model", training_file=file_id,
+        method={"type": "reinforcement", "reinforcement": {"grader": grader}})
+    worker = Worker(live.settings)  # the real training call: offline, the hub id is unknown
+    assert worker.run_once() is True
+    failed = client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed"
+    assert failed.error.code == "model_not_found"
+    assert "no-such-org/no-such-model" in failed.error.message
+    assert worker.run_once() is False  # the worker carries on, the queue is empty

@@ -131,6 +131,9 @@ def prepare_job(session: Session, settings: ServiceSettings, principal: Principa
                 body: CreateJobRequest) -> Job:
     """Validate a creation request and return the (unsaved) job, its data copied in."""
     method = normalized_method(body)
+    if body.integrations:
+        raise APIError(400, "integrations: not supported by OpenRFT (metrics are in the job's "
+                            "events and the dashboard)", param="integrations")
     training = _owned_file(session, principal, body.training_file, "training_file")
     files = [training]
     if body.validation_file:
