@@ -118,7 +118,9 @@ def chat_example(
 ) -> TokenizedExample:
     """Token ids of the rendered chat with loss only on assistant tokens (right-truncated)."""
     text, spans = assistant_spans(tokenizer, messages, where)
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    encoding = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )
     ids = encoding["input_ids"][:max_length]
     labels = [
         token if any(lo <= start < hi for lo, hi in spans) else IGNORE_INDEX
@@ -137,7 +139,7 @@ def packed_text_examples(
     """
     stream: list[int] = []
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+    for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]:
         stream.extend(([bos] if bos is not None else []) + ids + ([eos] if eos is not None else []))
     blocks = [stream[i : i + block_size] for i in range(0, len(stream), block_size)]
     return [TokenizedExample(block, list(block)) for block in blocks if len(block) >= 2]
