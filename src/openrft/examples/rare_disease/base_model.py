@@ -71,9 +71,10 @@ def build_untrained_model(
     return out_dir
 
 
-def textbook_texts(textbook: Textbook, tokenizer: Any, seed: int) -> list[str]:
-    """All textbook passages as LM text: prose as is, dialogs through the chat template."""
-    texts = list(textbook.passages)
-    texts += [tokenizer.apply_chat_template(d, tokenize=False) for d in textbook.dialogs]
-    random.Random(seed).shuffle(texts)
-    return texts
+def textbook_rows(textbook: Textbook, seed: int) -> list[dict[str, Any]]:
+    """Pretraining rows: prose as LM text (loss on every token), case reports as chat rows
+    (loss on the answer only, so no compute goes into predicting the patient's findings)."""
+    rows: list[dict[str, Any]] = [{"text": t} for t in textbook.passages]
+    rows += [{"messages": dialog} for dialog in textbook.dialogs]
+    random.Random(seed).shuffle(rows)
+    return rows

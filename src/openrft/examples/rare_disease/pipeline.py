@@ -18,7 +18,7 @@ from openrft.examples.rare_disease.base_model import (
     BaseModelSettings,
     build_untrained_model,
     domain_tokens,
-    textbook_texts,
+    textbook_rows,
 )
 from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import (
@@ -58,7 +58,7 @@ class DataSettings:
     valid_cases: int = 40
     heldout_cases: int = 90
     subset_seed: int = 0
-    case_reports_per_disease: int = 4
+    case_reports_per_disease: int = 8
 
 
 @dataclass(frozen=True)
@@ -169,18 +169,14 @@ def build_base_model(
     prepared: PreparedData, settings: BaseModelSettings, seed: int, out: Path, threads: int | None
 ) -> Path:
     """Random-init tiny Llama + domain tokenizer, then LM pretraining on the textbook."""
-    from transformers import AutoTokenizer
-
     from openrft.sft.trainer import train_supervised
 
     init_dir = build_untrained_model(
         out / "init", prepared.textbook, prepared.tokens, settings, seed
     )
-    tokenizer = AutoTokenizer.from_pretrained(init_dir)
-    rows = [{"text": t} for t in textbook_texts(prepared.textbook, tokenizer, seed)]
     return train_supervised(
         init_dir,
-        rows,
+        textbook_rows(prepared.textbook, seed),
         out / "base",
         epochs=settings.epochs,
         learning_rate=settings.learning_rate,
