@@ -76,16 +76,26 @@ def completion_logprobs(
         logits_to_keep=c + 1,
         use_cache=False,
     )
-    logits = output.logits[:, :-1, :].float() / temperature  # (N, C, V): predicts tokens P..P+C-1
+    logits = output.logits[:, :-1, :].float()  # (N, C, V): predicts tokens P..P+C-1
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = batch.input_ids[:, -c:].to(device)  # (N, C)
     token_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, C)
-    logp = token_logits - torch.logsumexp(logits, dim=-1)  # (N, C)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            log_probs = torch.log_softmax(logits, dim=-1)  # (N, C, V)
-            entropy = -(log_probs.exp() * log_probs).sum(dim=-1)  # (N, C)
+    log_normaliser = torch.logsumexp(logits, dim=-1)  # (N, C)
+    logp = token_logits - log_normaliser  # (N, C)
+    entropy = _entropy(logits.detach(), log_normaliser.detach()) if with_entropy else None
     return logp, entropy
+
+
+@torch.no_grad()
+def _entropy(logits: torch.Tensor, log_normaliser: torch.Tensor) -> torch.Tensor:  # (N, C)
+    """H = lse - sum(p * logits), one sequence at a time: a (C, V) temporary instead of
+    several (N, C, V) ones, which matters with 150k-token vocabularies."""
+    entropy = torch.empty_like(log_normaliser)
+    for row in range(logits.shape[0]):
+        probs = torch.exp(logits[row] - log_normaliser[row, :, None])  # (C, V)
+        entropy[row] = log_normaliser[row] - (probs * logits[row]).sum(dim=-1)
+    return entropy
 
 
 @torch.no_grad()
