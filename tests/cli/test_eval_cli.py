@@ -194,3 +194,43 @@ def test_preflight_bad_config_exits_2(tmp_path, monkeypatch, capsys) -> None:
     path.write_text("model: m\ntraining_file: t.jsonl\n")
     code, _, err = openrft(monkeypatch, capsys, "preflight", path)
     assert code == 2 and "grader" in err and len(err.strip().splitlines()) == 1
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "answer",
+        "schema": {"type": "object", "properties": {"answer": {"type": "string"}},
+                   "required": ["answer"]},
+    },
+}
+
+
+def test_eval_with_response_format_counts_parse_errors(
+    files, tiny_model_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    _, rows = files
+    fmt = tmp_path / "format.json"
+    fmt.write_text(json.dumps(SCHEMA))
+    grader = tmp_path / "json_grader.json"
+    grader.write_text(json.dumps(dict(GRADER, input="{{ sample.output_json.answer }}")))
+    code, out, err = openrft(
+        monkeypatch, capsys, "eval", "--model", tiny_model_dir, "--data", rows, "--grader",
+        grader, "--response-format", fmt, "--max-tokens", 4, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    # an untrained model writes no JSON object in 4 tokens: every sample fails to parse,
+    # so the grader cannot read output_json.answer and scores 0 with an error
+    assert summary["parse_errors"] == 3 and summary["grader_errors"] == 3
+    assert summary["mean_reward"] == 0.0
+
+
+def test_generate_rejects_a_bad_response_format(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    fmt = tmp_path / "format.json"
+    fmt.write_text(json.dumps({"type": "json_schema", "json_schema": {"schema": 3}}))
+    code, _, err = openrft(
+        monkeypatch, capsys, "generate", "--model", tiny_model_dir, "--prompt", "hi",
+        "--response-format", fmt,
+    )  # fmt: skip
+    assert code == 2 and "response_format" in err and len(err.strip().splitlines()) == 1

@@ -31,19 +31,48 @@ Effort = Annotated[
     str,
     typer.Option("--reasoning-effort", help="default, low, medium or high: reasoning budget."),
 ]
+ResponseFormat = Annotated[
+    Path | None,
+    typer.Option(
+        "--response-format",
+        help="JSON file with an OpenAI response_format ({type: json_schema, ...}); "
+        "completions are parsed into sample.output_json.",
+    ),
+]
 
 
 def _params(
-    max_tokens: int, temperature: float, seed: int | None, effort: str = "default"
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    effort: str,
+    response_format: Path | None,
 ) -> GenerationParams:
     from openrft.rollout.reasoning import reasoning_budget
+    from openrft.rollout.structured import check_response_format
 
+    fmt = _read_json_object(response_format) if response_format else None
+    if fmt is not None:
+        check_response_format(fmt)  # fail before the model loads
     return GenerationParams(
         max_tokens=max_tokens,
         temperature=temperature,
         seed=seed,
         reasoning_budget=reasoning_budget(effort, max_tokens),
+        response_format=fmt,
     )
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    from openrft.data.jsonl import read_text_file
+
+    try:
+        value = json.loads(read_text_file(path))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(str(path), "expected a JSON object")
+    return value
 
 
 @app.command("eval")
@@ -56,6 +85,7 @@ def eval_command(
     temperature: Temperature = None,
     seed: Seed = None,
     reasoning_effort: Effort = "default",
+    response_format: ResponseFormat = None,
     pass_threshold: Annotated[
         float | None,
         typer.Option(
@@ -77,7 +107,7 @@ def eval_command(
     default_temperature = 0.0 if samples == 1 else 1.0
     params = _params(
         max_tokens, default_temperature if temperature is None else temperature, seed,
-        reasoning_effort,
+        reasoning_effort, response_format,
     )
     report = evaluate(
         model, data, grader_spec, samples_per_row=samples, params=params,
@@ -103,6 +133,7 @@ def generate_command(
     temperature: Temperature = None,
     seed: Seed = None,
     reasoning_effort: Effort = "default",
+    response_format: ResponseFormat = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Sample completions for a prompt or for every row of a JSONL file."""
@@ -114,7 +145,7 @@ def generate_command(
     default_temperature = 0.0 if n == 1 else 1.0
     params = _params(
         max_tokens, default_temperature if temperature is None else temperature, seed,
-        reasoning_effort,
+        reasoning_effort, response_format,
     )
     samples = engine_for(model).generate(prompts, n, params)
     records = [
@@ -122,6 +153,8 @@ def generate_command(
             "prompt_index": s.prompt_index,
             "output_text": s.output_text,
             "reasoning": s.reasoning,
+            "output_json": s.output_json,
+            "parse_error": s.parse_error,
             "finish_reason": s.finish_reason,
             "completion_tokens": len(s.completion_ids),
         }
