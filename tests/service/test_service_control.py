@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from flow import TRAIN, create_job, upload, wait_for
+from service_flow import TRAIN, create_job, upload, wait_for
 
 from openrft.service.worker import Worker
 

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from flow import TRAIN, chromium, create_job, upload
+from service_flow import TRAIN, chromium, create_job, upload
 
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.store import jobs as job_queries

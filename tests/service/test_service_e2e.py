@@ -1,8 +1,9 @@
-"""The whole flow through the official openai SDK against `openrft serve --workers 1`.
+"""The whole flow through the official openai SDK against `openrft serve --workers 2`.
 
-Real processes and the real engine: the CLI makes the key, the server's own worker
-process trains a tiny local model, and the SDK reads events, metrics, checkpoints,
-models and chats with the fine-tuned model. The dashboard shows the real job.
+Real processes and the real engine: the CLI makes the key, the server's two worker
+processes share three jobs on a tiny local model (each job runs exactly once), and the
+SDK reads events, metrics, checkpoints, models and chats with the fine-tuned model. The
+dashboard shows the real job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from pathlib import Path
 
 import openai
 import pytest
-from flow import TRAIN, VALID, chromium, create_job, make_key, start_serve, stop, upload, wait_for
+from service_flow import (
+    TRAIN,
+    VALID,
+    chromium,
+    create_job,
+    make_key,
+    start_serve,
+    stop,
+    upload,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +33,35 @@ def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_di
                                                                    tmp_path) -> None:
     data_dir = tmp_path / "data"
     key = make_key(data_dir, "alpha")
-    server, base_url = start_serve(data_dir, tmp_path / "serve.log", workers=1)
+    server, base_url = start_serve(data_dir, tmp_path / "serve.log", workers=2)
     try:
         client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
                                timeout=120)
         train_id = upload(client, TRAIN, "train.jsonl")
         valid_id = upload(client, VALID, "valid.jsonl")
         job = create_job(client, str(tiny_model_dir), train_id, valid_id)
+        # two more jobs queued at once: the two worker processes share the three
+        others = [create_job(client, str(tiny_model_dir), train_id, None) for _ in range(2)]
         done = wait_for(client, job.id)
         log = (tmp_path / "serve.log").read_text()
         assert done.status == "succeeded", (done.error, log[-3000:])
+        check_each_job_ran_once(client, [job.id] + [o.id for o in others])
         check_job_results(client, job.id, done)
         check_chat(client, job.id, done.fine_tuned_model)
         dashboard_screenshot(base_url, key, job.id, tmp_path)
     finally:
         stop(server)
+
+
+def check_each_job_ran_once(client: openai.OpenAI, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        assert wait_for(client, job_id).status == "succeeded"
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=200)]
+        assert sum(m.startswith("Started by worker") for m in messages) == 1, messages
+        assert not any(m.startswith("Resumed") for m in messages), messages
+        steps = [e for e in client.fine_tuning.jobs.list_events(job_id, limit=200)
+                 if e.type == "metrics"]
+        assert sorted(e.data["step"] for e in steps) == [1, 2]
 
 
 def check_job_results(client: openai.OpenAI, job_id: str, done) -> None:

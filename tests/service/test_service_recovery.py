@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from flow import TRAIN, VALID, create_job, spawn_worker, stop, upload, wait_for
+from service_flow import TRAIN, VALID, create_job, spawn_worker, stop, upload, wait_for
 
 from openrft.service.store.models import Job
 
