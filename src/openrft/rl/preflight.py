@@ -32,6 +32,7 @@ from openrft.eval.metrics import (
     GroupStats,
     RewardSummary,
     group_stats,
+    passes,
     reward_histogram,
     summarize_rewards,
 )
@@ -149,7 +150,7 @@ def analyse(
         histogram_counts=counts,
         histogram_edges=edges,
         groups=group_stats(scores, pass_threshold, fail_floor),
-        pass_rate=sum(s >= pass_threshold - 1e-9 for s in flat) / n,
+        pass_rate=sum(passes(s, pass_threshold) for s in flat) / n,
         grader_error_rate=evaluation.grader_errors / n,
         grader_error_codes=evaluation.grader_error_codes,
         parse_error_rate=evaluation.parse_errors / n,
