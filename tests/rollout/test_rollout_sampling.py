@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from openrft.rollout.sampling import choose_tokens, top_p_filter
+from openrft.rollout.sampling import choose_tokens, sample_from_probs, top_p_filter
 
 
 def _logits(probs: list[list[float]]) -> torch.Tensor:
@@ -40,3 +40,12 @@ def test_sampling_frequencies_follow_tempered_softmax() -> None:
     assert torch.allclose(observed, torch.tensor(expected), atol=0.015)
     nucleus = choose_tokens(logits, 1.0, 0.6, generator)
     assert set(nucleus.tolist()) == {0, 1}  # 0.5 + 0.3 reach 0.6; token 2 never drawn
+
+
+def test_zero_probability_tokens_are_never_drawn() -> None:
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]] * 5000)
+    draws = sample_from_probs(probs, torch.Generator().manual_seed(1))
+    assert set(draws.tolist()) == {1, 3}
+    assert abs((draws == 1).float().mean().item() - 0.5) < 0.03
+    one_hot = torch.tensor([[0.0, 0.0, 1.0]] * 100)
+    assert sample_from_probs(one_hot, None).tolist() == [2] * 100

@@ -39,8 +39,14 @@ def choose_tokens(
 
 
 def sample_from_probs(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row of `probs` (R, V) -> (R,), by the exponential race: argmax p_i / E_i
-    with E_i ~ Exp(1) picks i with probability p_i (the Gumbel-max trick without logs).
-    Cheaper than torch.multinomial on CPU, and the same method vLLM uses."""
-    race = torch.empty_like(probs).exponential_(generator=generator)
-    return (probs / race).argmax(dim=-1)
+    """One draw per row of `probs` (R, V) -> (R,) by inverse-CDF sampling: one uniform per
+    row and a binary search in the float64 cumulative sum. On CPU this is ~20x cheaper than
+    torch.multinomial or an exponential race, which draw a random number per vocab entry."""
+    cdf = probs.cumsum(dim=-1, dtype=torch.float64)  # (R, V)
+    uniform = torch.rand(
+        (probs.shape[0], 1), generator=generator, dtype=torch.float64, device=probs.device
+    )
+    # the first index whose cdf exceeds u * total: token i with probability p_i / total;
+    # tokens of probability 0 are never chosen (their cdf step is empty)
+    token = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).squeeze(-1)
+    return token.clamp_(max=probs.shape[-1] - 1)
