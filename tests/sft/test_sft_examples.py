@@ -72,10 +72,11 @@ def test_chat_example_truncates_on_the_right(tokenizer) -> None:
 def test_build_examples_drops_rows_whose_answer_was_cut_off(tokenizer) -> None:
     long_prompt = [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "x"}]
     short = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    examples = build_examples(
+    examples, skipped = build_examples(
         tokenizer, [{"messages": long_prompt}, {"messages": short}], ["r0", "r1"], max_length=8
     )
     assert len(examples) == 1 and examples[0].n_loss_tokens == 2  # "b" and <|eos|>
+    assert skipped == ["r0"]
 
 
 def test_text_rows_are_packed_into_full_blocks(tokenizer) -> None:

@@ -217,3 +217,15 @@ def test_latest_checkpoint_orders_steps_numerically(tmp_path: Path) -> None:
     for name in ("step-2", "step-10", "step-9"):  # step-11 lacks its trainer state
         (tmp_path / "checkpoints" / name / "sft_trainer_state.pt").write_bytes(b"")
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"
+
+
+def test_rows_truncated_to_no_answer_are_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
+    long_prompt = {"messages": [{"role": "user", "content": "word " * 60},
+                                {"role": "assistant", "content": "x"}]}
+    reporter = RecordingReporter()
+    train_supervised(tiny_model_dir, [ROWS[0], long_prompt], tmp_path / "m", max_length=24,
+                     reporter=reporter, progress=False)
+    events = [message for kind, message in reporter.calls if kind == "event"]
+    assert events == ["1 chat rows have no assistant token within max_length=24 and are "
+                      "skipped (first: rows[1])"]
+    assert len(reporter.steps) == 1  # one example left, one batch

@@ -7,7 +7,6 @@ trainer's validation, `openrft eval`, the preflight check and the service share 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -31,8 +30,6 @@ from openrft.eval.metrics import (
 from openrft.graders.base import BaseGrader, GradeError, GradeResult, build_grader, parse_grader
 from openrft.graders.schema import GraderSpec
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
-
-logger = logging.getLogger(__name__)
 
 TOP_KS = (1, 5)  # top@1, top@5 (plus top@max) as in OpenAI's rare-disease demo
 

@@ -147,18 +147,27 @@ def packed_text_examples(
 
 def build_examples(
     tokenizer: Any, rows: Sequence[dict[str, Any]], locations: Sequence[str], max_length: int
-) -> list[TokenizedExample]:
-    """Validate every row, then tokenize chat rows one by one and pack the text rows."""
+) -> tuple[list[TokenizedExample], list[str]]:
+    """Validate every row, then tokenize chat rows one by one and pack the text rows.
+
+    Returns the examples and the locations of chat rows skipped because no assistant
+    token survived truncation to `max_length` (they would train nothing).
+    """
     kinds = [check_row(row, where) for row, where in zip(rows, locations, strict=True)]
-    examples = [
-        chat_example(tokenizer, row["messages"], max_length, where)
-        for row, where, kind in zip(rows, locations, kinds, strict=True)
-        if kind == "chat"
-    ]
+    examples: list[TokenizedExample] = []
+    skipped: list[str] = []
+    for row, where, kind in zip(rows, locations, kinds, strict=True):
+        if kind != "chat":
+            continue
+        example = chat_example(tokenizer, row["messages"], max_length, where)
+        if example.n_loss_tokens > 0:
+            examples.append(example)
+        else:
+            skipped.append(where)
     texts = [row["text"] for row, kind in zip(rows, kinds, strict=True) if kind == "text"]
     if texts:
         examples += packed_text_examples(tokenizer, texts, max_length)
-    return [example for example in examples if example.n_loss_tokens > 0]
+    return examples, skipped
 
 
 def length_bucketed_batches(

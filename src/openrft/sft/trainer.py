@@ -158,7 +158,10 @@ def _trainable_model(model: str | Path | LoadedModel, lora: LoraSettings | None)
 
 
 def _load_examples(
-    rows: Sequence[dict[str, Any]] | str | Path, tokenizer: Any, max_length: int
+    rows: Sequence[dict[str, Any]] | str | Path,
+    tokenizer: Any,
+    max_length: int,
+    reporter: Reporter | None,
 ) -> list[TokenizedExample]:
     """Read (a JSONL path) and tokenize rows; InvalidInput names file:line or rows[i]."""
     if isinstance(rows, str | Path):
@@ -172,7 +175,15 @@ def _load_examples(
         locations = [f"rows[{i}]" for i in range(len(values))]
     if not values:
         raise InvalidInput(str(rows) if isinstance(rows, str | Path) else "rows", "no rows")
-    examples = build_examples(tokenizer, values, locations, max_length)
+    examples, skipped = build_examples(tokenizer, values, locations, max_length)
+    if skipped:
+        message = (
+            f"{len(skipped)} chat rows have no assistant token within max_length={max_length} "
+            f"and are skipped (first: {skipped[0]})"
+        )
+        logger.warning(message)
+        if reporter is not None:
+            reporter.on_event("warn", message, {"skipped_rows": skipped})
     if not examples:
         raise InvalidInput("rows", f"no trainable tokens left within max_length={max_length}")
     return examples
@@ -193,7 +204,7 @@ class _SFTRun:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
-        examples = _load_examples(rows, loaded.tokenizer, settings.max_length)
+        examples = _load_examples(rows, loaded.tokenizer, settings.max_length, reporter)
         self.loaded, self.model, self.examples = loaded, loaded.model, examples
         self.settings, self.output_dir, self.reporter = settings, output_dir, reporter
         self.base_model, self.start_step = base_model, 0
