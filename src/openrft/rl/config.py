@@ -101,8 +101,11 @@ class ExpertSettings(_Strict):
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """Rollout engine. auto: vllm when available on a GPU, else hf."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Model weight dtype. auto: fp32 on CPU, bf16 on GPUs that support it (else fp16).
-    LoRA adapters stay fp32 (peft); full fine-tuning trains weights in this dtype."""
+    """Compute precision. fp32: everything in float32. bf16/fp16: mixed precision, the
+    policy's forward passes (rollout and loss) run under torch.autocast in that dtype;
+    full fine-tuning keeps fp32 master weights and AdamW state, LoRA stores the frozen base
+    (and a KL reference) in that dtype with fp32 adapters (rl/precision.py). fp16 has no
+    loss scaling: prefer bf16. auto: fp32 on CPU, bf16 on GPUs that support it (else fp16)."""
     scale_rewards: RewardScaling = "group"
     """Advantage scaling: divide by the group's std, the batch's std, or not at all."""
     save_every: Annotated[int, Field(ge=1)] | Auto = "auto"

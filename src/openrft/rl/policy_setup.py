@@ -12,6 +12,7 @@ from transformers import get_scheduler, set_seed
 
 from openrft.rl.checkpoint import load_trainer_state
 from openrft.rl.config import ResolvedConfig
+from openrft.rl.precision import plan_precision
 from openrft.rl.step import Policy
 from openrft.rollout.engine import GenerationParams, RolloutEngine
 
@@ -26,7 +27,7 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     """(policy, tokenizer, completed steps). Seeds every RNG first, so a fresh run's LoRA
     initialisation is reproducible; a checkpoint then overwrites weights, optimizer,
     schedule and RNG states."""
-    from openrft.models.load import LoraSettings, load_model
+    from openrft.models.load import LoraSettings, load_model, resolve_device, resolve_dtype
 
     set_seed(cfg.seed)  # python, numpy, torch
     lora = None
@@ -35,14 +36,15 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     # Full fine-tuning resumes from the checkpoint's full weights; LoRA from the base model
     # plus the checkpoint's adapter (loaded below).
     source = str(checkpoint) if checkpoint is not None and lora is None else cfg.model
-    dtype = _DTYPES[cfg.precision]
-    loaded = load_model(source, dtype=dtype, trainable=True, lora=lora)
+    low = resolve_dtype(_DTYPES[cfg.precision], resolve_device("auto"))
+    plan = plan_precision(low, cfg.finetune)
+    loaded = load_model(source, dtype=plan.policy_weights, trainable=True, lora=lora)
     model = loaded.model
     reference = None
     if cfg.finetune == "full" and cfg.beta > 0:
         # The KL anchor is the *base* model: a second full copy in memory (LoRA avoids this
         # by switching its adapters off instead).
-        reference = load_model(cfg.model, dtype=dtype, trainable=False).model
+        reference = load_model(cfg.model, dtype=plan.reference_weights, trainable=False).model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     updates = cfg.total_steps * cfg.num_iterations
@@ -52,7 +54,9 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
         num_warmup_steps=round(cfg.warmup_ratio * updates),
         num_training_steps=updates,
     )
-    policy = Policy(model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id)
+    policy = Policy(
+        model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast
+    )
     start_step = 0
     if checkpoint is not None:
         if lora is not None:

@@ -19,6 +19,7 @@ from openrft.rl.advantages import group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
+from openrft.rl.precision import autocast_forwards
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 
 
@@ -31,6 +32,7 @@ class Policy:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     pad_token_id: int
+    autocast_dtype: torch.dtype | None = None  # bf16/fp16: forwards under torch.autocast
 
 
 @dataclass
@@ -117,20 +119,18 @@ def update_policy(
     n = batch.input_ids.shape[0]
     sizes = BatchSizes(n, int(batch.completion_mask.sum()), cfg.max_tokens)
     model.eval()  # old/reference log-probs without dropout
-    ref_logp = (
-        reference_logprobs(model, policy.reference, batch, cfg.temperature)
-        if cfg.beta > 0
-        else None
-    )
-    old_logp = None
-    if cfg.num_iterations > 1:
-        with torch.no_grad():
-            old_logp = completion_logprobs(model, batch, cfg.temperature)[0]  # (N, C)
+    ref_logp, old_logp = None, None
+    with _forward_precision(policy):
+        if cfg.beta > 0:
+            ref_logp = reference_logprobs(model, policy.reference, batch, cfg.temperature)
+        if cfg.num_iterations > 1:
+            with torch.no_grad():
+                old_logp = completion_logprobs(model, batch, cfg.temperature)[0]  # (N, C)
     model.train()
     losses, kl, entropy, clip, grad_norm = [], 0.0, 0.0, 0.0, 0.0
     for iteration in range(cfg.num_iterations):
         totals = _accumulate_gradients(
-            model, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0
+            policy, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0
         )
         grad_norm = float(torch.nn.utils.clip_grad_norm_(_trainable(model), cfg.max_grad_norm))
         policy.optimizer.step()
@@ -146,7 +146,7 @@ def update_policy(
 
 
 def _accumulate_gradients(
-    model: Any,
+    policy: Policy,
     cfg: ResolvedConfig,
     batch: TokenBatch,
     advantages: torch.Tensor,  # (N,)
@@ -156,6 +156,7 @@ def _accumulate_gradients(
     with_entropy: bool,
 ) -> dict[str, float]:
     """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
+    model = policy.model
     n = batch.input_ids.shape[0]
     micro = -(-n // cfg.grad_accum_steps)  # ceil
     totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tokens": 0.0, "entropy": 0.0}
@@ -164,7 +165,8 @@ def _accumulate_gradients(
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
         mask = mb.completion_mask.to(device)  # (n, C)
-        logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
+        with _forward_precision(policy):
+            logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
         out = policy_loss(
             logp,
             logp.detach() if old_logp is None else old_logp[rows],
@@ -191,6 +193,13 @@ def _trainable(model: Any) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _forward_precision(policy: Policy) -> Any:
+    """Autocast around the policy's forward passes (rollout and loss) when the run is bf16 or
+    fp16; backward and the optimizer step stay outside, on the fp32 master weights."""
+    device = next(policy.model.parameters()).device
+    return autocast_forwards(policy.autocast_dtype, device)
+
+
 # -- the step --------------------------------------------------------------------------
 
 
@@ -202,7 +211,8 @@ def run_step(
     params = replace(ctx.params, seed=derived_seed(cfg.seed, step, TRAIN_SAMPLING))
 
     ctx.policy.model.eval()
-    samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
+    with _forward_precision(ctx.policy):
+        samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
     sampled = time.perf_counter()
 
     grades = grade_samples(ctx.reward_fn, samples, items)
@@ -282,7 +292,8 @@ def mean_validation_reward(
     scores, parse_errors = [], 0
     for start in range(0, len(items), chunk):
         params = replace(ctx.params, seed=derived_seed(ctx.cfg.seed, step, VALID_SAMPLING, start))
-        samples = sample_completions(ctx.engine, prompts[start : start + chunk], 1, params)
+        with _forward_precision(ctx.policy):
+            samples = sample_completions(ctx.engine, prompts[start : start + chunk], 1, params)
         grades = grade_samples(ctx.reward_fn, samples, items[start : start + chunk])
         scores += [g.score for g in grades]
         parse_errors += sum(1 for s in samples if s.parse_error is not None)
