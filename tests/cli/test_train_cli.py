@@ -6,12 +6,23 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 from openrft.cli import main
 
 GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}",
           "reference": "{{ item.target }}", "operation": "like"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny-model matmuls gain nothing from threads and lose a lot on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def openrft(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:

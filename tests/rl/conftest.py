@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 # Reward 1 when the completion contains "an". The tiny random model writes it in ~10% of
 # 6-token completions, so the task starts low and is learnable by RL (tokens such as
@@ -18,6 +19,16 @@ CONTAINS_AN = {
     "reference": "{{ item.target }}",
     "operation": "like",
 }
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny model's matmuls are too small to gain from threads, and on a shared busy
+    machine two threads made a step 10-20x slower (contention); restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

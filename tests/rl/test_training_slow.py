@@ -45,6 +45,23 @@ def test_tiny_model_learns_to_say_an(make_config):
     assert result.full_valid_mean_reward >= 0.5  # held-out prompts, sampled at temperature 1
 
 
+def _train_process(config_path: Path, *flags: str) -> subprocess.Popen:
+    """`train()` in a fresh process. Both runs being compared get the same environment:
+    one thread and MKL's conditional-numerical-reproducibility mode, without which MKL may
+    round differently with different memory alignment (rare 1-ulp differences that
+    sampling then amplifies)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "COMPATIBLE"}
+    code = "import sys; from openrft.rl.trainer import train; train(sys.argv[1], resume=" \
+           f"{'--resume' in flags})"
+    return subprocess.Popen([sys.executable, "-c", code, str(config_path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err.decode()[-2000:]
+
+
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
     settings = {
@@ -52,14 +69,15 @@ def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
         "hyperparameters": {"batch_size": 2, "n_epochs": 3, "eval_interval": 2},
         "expert": {"max_steps": 6, "base_learning_rate": 1e-2, "save_every": 1},
     }
-    straight = train(config_from_dict(make_config(**settings, output_dir=str(tmp_path / "a"))))
+    paths = {}
+    for name in ("a", "b"):
+        paths[name] = tmp_path / f"{name}.yaml"
+        config = make_config(**settings, output_dir=str(tmp_path / name))
+        paths[name].write_text(yaml.safe_dump(config))
+    straight = _train_process(paths["a"])
 
     run = tmp_path / "b"
-    config_path = tmp_path / "b.yaml"
-    config_path.write_text(yaml.safe_dump(make_config(**settings, output_dir=str(run))))
-    code = "import sys; from openrft.rl.trainer import train; train(sys.argv[1])"
-    process = subprocess.Popen([sys.executable, "-c", code, str(config_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = _train_process(paths["b"])
     deadline = time.monotonic() + 300
     while not (run / "checkpoints" / "step-2").is_dir() and process.poll() is None:
         assert time.monotonic() < deadline
@@ -67,15 +85,18 @@ def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert not (run / "final").exists()
+    _finish(_train_process(paths["b"], "--resume"))
+    _finish(straight)
 
-    resumed = train(config_from_dict(make_config(**settings, output_dir=str(run))), resume=True)
-    assert resumed.steps == 6
-    assert _metrics(run) == _metrics(tmp_path / "a")
-    assert resumed.full_valid_mean_reward == straight.full_valid_mean_reward
-    final = "adapter_model.safetensors"
-    assert (Path(resumed.final_model_dir) / final).read_bytes() == (
-        Path(straight.final_model_dir) / final
-    ).read_bytes()
+    resumed_rows, straight_rows = _metrics(run), _metrics(tmp_path / "a")
+    assert [row["step"] for row in resumed_rows] == [1, 2, 3, 4, 5, 6]
+    differences = [(a["step"], k, a[k], b.get(k)) for a, b in zip(resumed_rows, straight_rows,
+                   strict=True) for k in a if a[k] != b.get(k)]
+    assert not differences
+    results = [json.loads((tmp_path / name / "result.json").read_text()) for name in "ab"]
+    assert results[0]["full_valid_mean_reward"] == results[1]["full_valid_mean_reward"]
+    final = "final/adapter_model.safetensors"
+    assert (run / final).read_bytes() == (tmp_path / "a" / final).read_bytes()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "step-4", "step-5", "step-6"  # keep_checkpoints = 3
     ]
