@@ -24,15 +24,15 @@ logger = logging.getLogger(__name__)
 class BaseModelSettings:
     """Architecture and pretraining budget of the base model (demo-scale defaults)."""
 
-    hidden: int = 192
-    layers: int = 4
+    hidden: int = 128
+    layers: int = 2
     heads: int = 4
-    intermediate: int = 512
-    bpe_vocab: int = 600  # BPE merges for the glue text; domain tokens come on top
-    max_positions: int = 256
-    epochs: int = 8
-    learning_rate: float = 2e-3
-    batch_size: int = 32
+    intermediate: int = 384
+    bpe_vocab: int = 1000  # BPE merges for the glue text; domain tokens come on top
+    max_positions: int = 128  # prompt (~30 tokens) + answer (<= 64) fit
+    epochs: int = 20
+    learning_rate: float = 3e-3
+    batch_size: int = 16
 
 
 def domain_tokens(names: list[str]) -> list[str]:

@@ -77,6 +77,8 @@ class RFTArmSettings:
     beta: float = 0.0
     temperature: float = 1.0
     max_tokens: int = 64
+    finetune: str = "full"  # "full" or "lora" (then lora_rank / alpha = 2 * rank)
+    lora_rank: int = 16
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,9 @@ def run_rft(
             "expert": {
                 "group_size": settings.group_size,
                 "beta": settings.beta,
-                "finetune": "full",
+                "finetune": settings.finetune,
+                "lora_rank": settings.lora_rank,
+                "lora_alpha": 2.0 * settings.lora_rank,
                 "base_learning_rate": settings.learning_rate,
                 "max_tokens": settings.max_tokens,
                 "temperature": settings.temperature,
