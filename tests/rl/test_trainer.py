@@ -99,7 +99,8 @@ def test_final_model_loads_and_differs_from_the_base(make_config, tiny_model_dir
     base = load_model(tiny_model_dir).model
     ids = torch.tensor([[1, 5, 9, 12]])
     with torch.no_grad():
-        assert not torch.allclose(tuned(ids).logits, base(ids).logits)
+        tuned_logits = tuned(ids.to(tuned.device)).logits.cpu()
+        assert not torch.allclose(tuned_logits, base(ids.to(base.device)).logits.cpu())
 
 
 def test_kl_under_lora_is_zero_at_step_one_then_positive(make_config):
