@@ -46,6 +46,8 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
         # by switching its adapters off instead).
         reference = load_model(cfg.model, dtype=plan.reference_weights, trainable=False).model
     trainable = [p for p in model.parameters() if p.requires_grad]
+    logger.info("policy %s (%s): %d trainable parameters", cfg.model, cfg.finetune,
+                sum(p.numel() for p in trainable))
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     updates = cfg.total_steps * cfg.num_iterations
     scheduler = get_scheduler(

@@ -128,7 +128,9 @@ class _TrainingLoop:
             metrics.update(self._periodic_validation(step))
             self.reporters.on_step(metrics)
             self.reporters.on_samples(step, output.samples)
-            self.reporters.on_event("info", _step_message(metrics, cfg.total_steps), metrics)
+            message = _step_message(metrics, cfg.total_steps)
+            logger.info(message)
+            self.reporters.on_event("info", message, metrics)
             if step % cfg.save_every == 0 or step == cfg.total_steps:
                 self._checkpoint(step, metrics)
         return self._finish(max(step, start_step))
