@@ -20,6 +20,8 @@ _LAZY = {
     "validate_grader": "openrft.graders.base:validate",
     "load_model": "openrft.models.load:load_model",
     "load_dataset": "openrft.data.dataset:load_dataset",
+    "train_supervised": "openrft.sft.trainer:train_supervised",
+    "preflight": "openrft.rl.preflight:preflight",
 }
 
 __all__ = ["__version__", *_LAZY]
