@@ -20,7 +20,8 @@ def _logits(model, ids: list[int]) -> torch.Tensor:
 def test_local_dir_loads_for_inference(tiny_model_dir: Path) -> None:
     loaded = load_model(tiny_model_dir)
     assert loaded.name == loaded.base_name == str(tiny_model_dir)
-    assert not loaded.is_adapter and loaded.device == torch.device("cpu")
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # device="auto"
+    assert not loaded.is_adapter and loaded.device.type == expected_device
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert next(loaded.model.parameters()).dtype == torch.float32
