@@ -45,15 +45,15 @@ def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
 
 def test_pause_running_job_then_resume_to_success(live, worker, tiny_model_dir) -> None:
     client = live.client(live.key("alpha"))
-    # 4 rows / batch 2 * 10 epochs = 20 steps: long enough to pause mid-run
+    # 4 rows / batch 2 * 3 epochs = 6 steps: long enough to pause mid-run
     job = create_job(client, str(tiny_model_dir), upload(client, TRAIN, "t.jsonl"), None,
-                     n_epochs=10)
+                     n_epochs=3)
     wait_for_step(client, job.id)
     assert client.fine_tuning.jobs.pause(job.id).status == "running"  # stops between steps
     paused = wait_for(client, job.id, statuses=("paused", "succeeded", "failed"))
     assert paused.status == "paused" and paused.fine_tuned_model is None
     steps_at_pause = metric_steps(client, job.id)
-    assert 1 <= len(steps_at_pause) < 20
+    assert 1 <= len(steps_at_pause) < 6
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
     # pausing saves a checkpoint at the last finished step
     assert max(c.step_number for c in checkpoints) == max(steps_at_pause)
@@ -61,7 +61,7 @@ def test_pause_running_job_then_resume_to_success(live, worker, tiny_model_dir) 
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
     done = wait_for(client, job.id)
     assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:")
-    assert metric_steps(client, job.id) == list(range(1, 21))  # nothing redone, nothing lost
+    assert metric_steps(client, job.id) == list(range(1, 7))  # nothing redone, nothing lost
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=500)]
     assert any(m.startswith("Resumed from ") and m.endswith(f"at step {max(steps_at_pause)}")
                for m in messages)
@@ -70,13 +70,13 @@ def test_pause_running_job_then_resume_to_success(live, worker, tiny_model_dir) 
 def test_cancel_running_job(live, worker, tiny_model_dir) -> None:
     client = live.client(live.key("alpha"))
     job = create_job(client, str(tiny_model_dir), upload(client, TRAIN, "t.jsonl"), None,
-                     n_epochs=10)
+                     n_epochs=3)
     wait_for_step(client, job.id)
     client.fine_tuning.jobs.cancel(job.id)
     done = wait_for(client, job.id)
     assert done.status == "cancelled" and done.fine_tuned_model is None
     assert done.finished_at is not None
-    assert len(metric_steps(client, job.id)) < 20
+    assert len(metric_steps(client, job.id)) < 6
     assert done.fine_tuned_model not in [m.id for m in client.models.list()]
 
 
@@ -118,3 +118,27 @@ def test_ft_model_is_a_base_for_the_next_job(live, worker, tiny_model_dir) -> No
         other.fine_tuning.jobs.create(model=first.fine_tuned_model,
                                       training_file=upload(other, TRAIN, "mine.jsonl"),
                                       method=second.method.model_dump(exclude_none=True))
+
+
+def test_stopping_a_worker_requeues_its_job_at_a_checkpoint(live, worker, tiny_model_dir) -> None:
+    client = live.client(live.key("alpha"))
+    job = create_job(client, str(tiny_model_dir), upload(client, TRAIN, "t.jsonl"), None,
+                     n_epochs=3)
+    wait_for_step(client, job.id)
+    worker.stop_requested.set()  # what SIGTERM does in `openrft worker`
+    requeued = wait_for(client, job.id, statuses=("queued", "succeeded", "failed"))
+    assert requeued.status == "queued"
+    steps = metric_steps(client, job.id)
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert max(c.step_number for c in checkpoints) == max(steps) < 6
+
+    successor = Worker(live.settings)
+    thread = threading.Thread(target=successor.run_forever, daemon=True)
+    thread.start()
+    try:
+        done = wait_for(client, job.id)
+    finally:
+        successor.stop_requested.set()
+        thread.join(timeout=120)
+    assert done.status == "succeeded"
+    assert metric_steps(client, job.id) == list(range(1, 7))

@@ -73,7 +73,7 @@ def serve(
             child.terminate()
         for child in children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=30)  # a worker finishes its step and checkpoints
             except subprocess.TimeoutExpired:
                 child.kill()
 

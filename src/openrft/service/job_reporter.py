@@ -3,7 +3,8 @@
 Each hook is one short transaction, so a client polling the API sees a step's metrics
 event and a checkpoint row as soon as the trainer reports them, and nothing is lost if
 the worker dies right after. `should_stop` reads the job's requested stop (cancel /
-pause) and also stops a worker that lost its claim to another worker.
+pause), pauses when the worker itself is shutting down, and stops a worker that lost
+its claim to another worker.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ def metrics_event(metrics: dict[str, Any], total_steps: int | None) -> tuple[str
 class StoreReporter:
     """Reporter bound to one job and the worker that owns it."""
 
-    def __init__(self, db: Database, job_id: str, worker_id: str, model_name: str) -> None:
+    def __init__(self, db: Database, job_id: str, worker_id: str, model_name: str,
+                 shutdown: threading.Event | None = None) -> None:
         self.db = db
+        self.shutdown = shutdown or threading.Event()  # the worker is stopping
         self.job_id = job_id
         self.worker_id = worker_id
         self.model_name = model_name  # the job's future `ft:` name
@@ -131,6 +134,8 @@ class StoreReporter:
             return "cancel"
         with self.db.session() as session:
             requested = job_queries.requested_stop(session, self.job_id)
+        if requested not in ("cancel", "pause") and self.shutdown.is_set():
+            requested = "pause"  # checkpoint now; the worker puts the job back in the queue
         if requested in ("cancel", "pause"):
             self.stop_seen = requested  # type: ignore[assignment]
             return self.stop_seen

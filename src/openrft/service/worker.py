@@ -14,6 +14,8 @@ import threading
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
 from openrft.service.job_reporter import StoreReporter, fine_tuned_model_name
 from openrft.service.settings import ServiceSettings
@@ -45,9 +47,19 @@ class Worker:
         self.stop_requested = threading.Event()
 
     def run_forever(self) -> None:
+        """Poll for jobs until `stop_requested` (SIGTERM) is set.
+
+        A stop during a job checkpoints it and puts it back in the queue, so shutting a
+        worker down (or restarting `openrft serve`) loses no finished step.
+        """
         log.info("worker %s polling %s", self.worker_id, self.db.url)
         while not self.stop_requested.is_set():
-            if not self.run_once():
+            try:
+                busy = self.run_once()
+            except SQLAlchemyError:  # e.g. the database is briefly unreachable: try again
+                log.exception("worker %s: store error while claiming", self.worker_id)
+                busy = False
+            if not busy:
                 self.stop_requested.wait(self.settings.poll_interval_s)
 
     def run_once(self) -> bool:
@@ -77,7 +89,8 @@ class Worker:
         if job.requested_stop == "pause":
             self._finish(job, "paused", "Job paused", requested_stop=None)
             return
-        reporter = StoreReporter(self.db, job.id, self.worker_id, model_name)
+        reporter = StoreReporter(self.db, job.id, self.worker_id, model_name,
+                                 shutdown=self.stop_requested)
         beating = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, reporter, beating),
                                 daemon=True)
@@ -97,16 +110,25 @@ class Worker:
 
     def _heartbeat(self, job_id: str, reporter: StoreReporter, done: threading.Event) -> None:
         while not done.wait(self.settings.heartbeat_interval_s):
-            with self.db.session() as session:
-                if not job_queries.heartbeat(session, job_id, self.worker_id):
-                    reporter.lost_claim.set()
-                    return
+            try:
+                with self.db.session() as session:
+                    owned = job_queries.heartbeat(session, job_id, self.worker_id)
+            except SQLAlchemyError:  # a missed beat is harmless; a dead beat thread is not
+                log.warning("worker %s: heartbeat failed, retrying", self.worker_id)
+                continue
+            if not owned:
+                reporter.lost_claim.set()
+                return
 
     def _record_outcome(self, job: Job, outcome: TrainingOutcome, model_name: str) -> None:
         if outcome.stopped or outcome.final_model_dir is None:
             with self.db.session() as session:
                 requested = job_queries.requested_stop(session, job.id)
-            if requested == "pause":
+            if requested is None and self.stop_requested.is_set():
+                self._finish(job, "queued", "Worker stopped: job re-queued, it continues from "
+                                            "its last checkpoint", worker_id=None,
+                             heartbeat_at=None)
+            elif requested == "pause":
                 self._finish(job, "paused", "Job paused; resume continues from the last "
                                             "checkpoint", requested_stop=None)
             else:

@@ -189,15 +189,15 @@ def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
     return result.rowcount == 1
 
 
-def finish_job(session: Session, job_id: str, worker_id: str, status: str,
+def finish_job(session: Session, job_id: str, owner: str, status: str,
                **fields: Any) -> bool:
-    """Record a worker's outcome, only if it still owns the job."""
+    """Record the outcome of worker `owner`, only if it still owns the job."""
     values: dict[str, Any] = {"status": status, **fields}
     if status in TERMINAL:
         values["finished_at"] = now()
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .where(Job.id == job_id, Job.worker_id == owner, Job.status == "running")
         .values(**values)
     )
     return result.rowcount == 1
