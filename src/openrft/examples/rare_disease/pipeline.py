@@ -63,18 +63,22 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class SFTArmSettings:
-    epochs: int = 3
-    learning_rate: float = 3e-4
+    """Chosen on the validation split: 1e-4 x 2 epochs beat 3e-4 x 3 epochs."""
+
+    epochs: int = 2
+    learning_rate: float = 1e-4
     batch_size: int = 16
 
 
 @dataclass(frozen=True)
 class RFTArmSettings:
-    steps: int = 40
+    """Chosen on the validation split among the variants in docs/rare_disease.md."""
+
+    steps: int = 80
     batch_size: int = 8  # prompts per step
     group_size: int = 8
-    learning_rate: float = 2e-4
-    beta: float = 0.0
+    learning_rate: float = 5e-4
+    beta: float = 0.04  # KL to the starting model
     temperature: float = 1.0
     max_tokens: int = 64
     finetune: str = "full"  # "full" or "lora" (then lora_rank / alpha = 2 * rank)
