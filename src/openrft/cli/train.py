@@ -35,7 +35,9 @@ class ProgressReporter(NullReporter):
         self.valid = "-"
 
     def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
-        self.progress.update(self.task, total=total_steps, status="sampling step 1")
+        # Shown only once training starts: input errors before that stay one clean line.
+        self.progress.start()
+        self.progress.update(self.task, total=total_steps, status="sampling")
 
     def on_step(self, metrics: dict[str, Any]) -> None:
         if metrics.get("valid_reward_mean") is not None:
@@ -47,6 +49,9 @@ class ProgressReporter(NullReporter):
         self.progress.update(self.task, completed=metrics["step"], status=status)
 
     def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        if data and "resumed_step" in data:
+            step = data["resumed_step"]
+            self.progress.update(self.task, completed=step, status=f"resumed after step {step}")
         if level != "info":
             self.progress.console.print(f"[yellow]{level}:[/] {message}", highlight=False)
 
@@ -80,8 +85,11 @@ def train_command(
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, console=console) as progress:
+    progress = Progress(*columns, console=console)
+    try:
         result = train(rft_config, ProgressReporter(progress), resume=resume)
+    finally:
+        progress.stop()
     run_dir = Path(result.output_dir)
     if result.stopped:
         console.print(f"Training {result.stopped} after step {result.steps}: {run_dir}")

@@ -87,7 +87,8 @@ def train(
     )
     reporters.on_start(cfg.total_steps, cfg.to_dict())
     if start_step:
-        reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}")
+        reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}",
+                           {"resumed_step": start_step, "checkpoint": str(checkpoint)})
     if changed:
         reporters.on_event("warn", f"Config changed since the run started: {', '.join(changed)}")
     try:
