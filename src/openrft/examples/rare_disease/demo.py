@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,11 @@ class _Stages:
     """Times each stage and prints one line per finished stage."""
 
     def __init__(self, console: Console) -> None:
-        self.console, self.timings = console, {}
+        self.console = console
+        self.timings: dict[str, float] = {}
 
     @contextmanager
-    def stage(self, name: str, what: str):  # type: ignore[no-untyped-def]
+    def stage(self, name: str, what: str) -> Iterator[None]:
         self.console.rule(f"[bold]{what}", align="left")
         start = time.perf_counter()
         yield
@@ -204,9 +206,11 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the experiment for seeds 0..seeds-1 and write every output under `out`."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from openrft.examples.rare_disease.hpo_data import load_hpo
 
+    hf_logging.disable_progress_bar()  # our own rich bars only; no tqdm per weight load
     console = console or Console()
     settings = settings or SCALES[scale]
     if threads:
@@ -242,5 +246,3 @@ def _print_summary(console: Console, out: Path, results: list[SeedResult], wall:
     )
     console.print(f"total wall time {wall / 60:.1f} min")
 
-
-__all__ = ["SCALES", "run_demo", "replace"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,6 @@ def prepare_data(data: HPOData, settings: DataSettings, seed: int, out: Path) ->
 def sft_rows(data: HPOData, prepared: PreparedData, seed: int) -> list[dict[str, Any]]:
     """Training cases with a reference answer in the textbook's format (diagnosis, then the
     causal gene followed by genes of similar diseases)."""
-    import random
-
     rng = random.Random(seed)
     similar = similar_diseases(data, prepared.subset)
     rows = []
