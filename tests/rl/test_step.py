@@ -54,3 +54,22 @@ def test_derived_seeds_differ_by_step_and_purpose_and_repeat():
     seeds = {derived_seed(0, step, purpose) for step in range(50) for purpose in (0, 1)}
     assert len(seeds) == 100
     assert derived_seed(3, 2, 1) == derived_seed(3, 2, 1)
+
+
+def test_generation_params_carry_reasoning_budget_and_response_format():
+    from openrft.rl.policy_setup import make_generation_params
+
+    response_format = {"type": "json_object"}
+    config = config_from_dict({
+        "model": "m", "training_file": "t", "grader": GRADER, "seed": 0,
+        "response_format": response_format,
+        "hyperparameters": {"reasoning_effort": "low"},
+        "expert": {"max_tokens": 100, "temperature": 0.7, "top_p": 0.9},
+    })
+    params = make_generation_params(resolve(config, n_train_rows=4))
+    assert params.reasoning_budget == 25  # low = 25% of max_tokens
+    assert (params.max_tokens, params.temperature, params.top_p) == (100, 0.7, 0.9)
+    assert params.response_format == response_format
+    default = config.model_copy(update={"hyperparameters": config.hyperparameters.model_copy(
+        update={"reasoning_effort": "default"})})
+    assert make_generation_params(resolve(default, n_train_rows=4)).reasoning_budget is None
