@@ -64,23 +64,21 @@ def _perturb(model: Any, name_part: str, scale: float = 0.5) -> None:
                 param.add_(noise.to(param.device, param.dtype))
 
 
-def check_full_model(model_dir: Path, tolerance: float) -> list[tuple[str, bool, str]]:
-    loaded = load_model(model_dir, device="cuda", trainable=True)
+Results = list[tuple[str, bool, str]]  # (check, passed, detail)
+
+
+def check_full_model(model_dir: Path, tolerance: float, results: Results) -> None:
+    loaded = load_model(model_dir, device="cuda", dtype="float32", trainable=True)
     engine = VLLMRolloutEngine.from_model(loaded.model, loaded.tokenizer, enforce_eager=True)
     params = GenerationParams(max_tokens=32, seed=0)
     samples = engine.generate(PROMPTS, 4, params)
     _show(samples)
-    results = []
     gap = _mean_logprob_gap(loaded.model, samples)
     results.append(("sampled log-probs = HF log-probs", gap < tolerance, f"mean |gap| {gap:.4f}"))
     _perturb(loaded.model, "lm_head")
     engine.sync_weights(loaded.model)
     gap = _mean_logprob_gap(loaded.model, engine.generate(PROMPTS, 2, params))
     results.append(("full-weight sync", gap < tolerance, f"mean |gap| after sync {gap:.4f}"))
-    fmt = {"type": "json_schema", "json_schema": {"name": "a", "strict": True, "schema": SCHEMA}}
-    structured = engine.generate(PROMPTS, 4, GenerationParams(max_tokens=48, response_format=fmt))
-    valid = sum(s.output_json is not None for s in structured)
-    results.append(("guided JSON", valid == len(structured), f"{valid}/{len(structured)} valid"))
     template = loaded.tokenizer.chat_template
     loaded.tokenizer.chat_template = template + "<think>"  # every completion starts thinking
     budget = engine.generate(PROMPTS, 4, GenerationParams(max_tokens=32, reasoning_budget=4))
@@ -89,13 +87,17 @@ def check_full_model(model_dir: Path, tolerance: float) -> list[tuple[str, bool,
     results.append(("reasoning budget closes <think>", closed == len(budget),
                     f"{closed}/{len(budget)} closed"))
     results.append(_throughput(engine, HFRolloutEngine(loaded.model, loaded.tokenizer)))
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "strict": True, "schema": SCHEMA}}
+    structured = engine.generate(PROMPTS, 4, GenerationParams(max_tokens=48, response_format=fmt))
+    valid = sum(s.output_json is not None for s in structured)
+    results.append(("guided JSON", valid == len(structured), f"{valid}/{len(structured)} valid"))
     del engine
     _free()
-    return results
 
 
-def check_lora(model_dir: Path, tolerance: float) -> list[tuple[str, bool, str]]:
-    loaded = load_model(model_dir, device="cuda", lora=LoraSettings(rank=8, alpha=16))
+def check_lora(model_dir: Path, tolerance: float, results: Results) -> None:
+    lora = LoraSettings(rank=8, alpha=16)
+    loaded = load_model(model_dir, device="cuda", dtype="float32", lora=lora)
     _perturb(loaded.model, "lora_B")
     engine = VLLMRolloutEngine.from_model(loaded.model, loaded.tokenizer, enforce_eager=True)
     samples = engine.generate(PROMPTS, 2, GenerationParams(max_tokens=32, seed=0))
@@ -106,9 +108,9 @@ def check_lora(model_dir: Path, tolerance: float) -> list[tuple[str, bool, str]]
         loaded.model, engine.generate(PROMPTS, 2, GenerationParams(max_tokens=32, seed=0))
     )
     ok = gap < tolerance and gap2 < tolerance
+    results.append(("LoRA adapter + resync", ok, f"mean |gap| {gap:.4f}, resync {gap2:.4f}"))
     del engine
     _free()
-    return [("LoRA adapter + resync", ok, f"mean |gap| {gap:.4f}, after resync {gap2:.4f}")]
 
 
 def _throughput(vllm_engine: Any, hf_engine: Any) -> tuple[str, bool, str]:
@@ -149,14 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         build_tiny_model(
             model_dir, hidden=256, layers=4, heads=4, intermediate=512, vocab_size=4096
         )
-    checks: list[Callable[[Path, float], list[tuple[str, bool, str]]]] = [
-        check_full_model,
-        check_lora,
-    ]
-    results = []
+    checks: list[Callable[[Path, float, Results], None]] = [check_full_model, check_lora]
+    results: Results = []
     for check in checks:
         try:
-            results += check(model_dir, args.tolerance)
+            check(model_dir, args.tolerance, results)
         except Exception as err:  # report every check, even after one breaks
             console.print_exception()
             results.append((check.__name__, False, f"{type(err).__name__}: {err}"))
