@@ -237,3 +237,24 @@ def test_malformed_messages_name_the_prompt(engine) -> None:
         engine.generate([PROMPTS[0], [{"content": "no role"}]], 1, GenerationParams())
     with pytest.raises(InvalidInput, match=r"prompts\[0\]: chat template failed"):
         engine.generate([[{"role": "tool", "content": "x"}]], 1, GenerationParams())
+
+
+def test_lora_wrapped_model_generates_with_adapter_applied(tiny_model_dir) -> None:
+    from openrft.models.load import LoraSettings, load_model
+
+    loaded = load_model(tiny_model_dir, lora=LoraSettings(rank=4, alpha=8))
+    with torch.no_grad():  # a non-zero adapter, so its effect is visible in the log-probs
+        for name, param in loaded.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    model = loaded.model.eval()
+    engine = HFRolloutEngine(model, loaded.tokenizer)
+    params = GenerationParams(max_tokens=12, min_tokens=12, seed=0)
+    for s in engine.generate(PROMPTS, 2, params):
+        expected = _reference_logprobs(model, s.prompt_ids, s.completion_ids)
+        torch.testing.assert_close(
+            torch.tensor(s.completion_logprobs), expected, atol=1e-4, rtol=0
+        )
+        with model.disable_adapter():
+            base = _reference_logprobs(model, s.prompt_ids, s.completion_ids)
+        assert not torch.allclose(base, expected, atol=1e-3)
