@@ -92,10 +92,12 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
         ctx = StepContext(cfg=cfg, policy=policy,
                           engine=make_rollout_engine(cfg, policy.model, tokenizer),
                           reward_fn=reward_fn, params=params)
-        steps, lengths = [], []
+        steps, lengths, cpu = [], [], []
         for step in range(1, args.steps + 2):  # step 1 is the warm-up
             batch = rows[(step - 1) * args.prompts: step * args.prompts]
+            cpu_start = time.process_time()
             out = run_step(ctx, step, batch, [r["messages"] for r in batch])
+            cpu.append(time.process_time() - cpu_start)
             steps.append(out.metrics)
             lengths.append(out.metrics["completion_tokens_mean"])
         built.close()
@@ -103,6 +105,7 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "side": "openrft",
         "step_seconds": [m["step_seconds"] for m in measured],
+        "cpu_seconds": cpu[1:],
         "generate_seconds": [m["sampling_seconds"] for m in measured],
         "update_seconds": [m["training_seconds"] for m in measured],
         "completion_tokens_mean": lengths,
@@ -133,12 +136,15 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.marks: list[float] = []
+            self.cpu: list[float] = []
 
         def on_train_begin(self, *a: Any, **k: Any) -> None:
             self.marks.append(time.perf_counter())
+            self.cpu.append(time.process_time())
 
         def on_step_end(self, *a: Any, **k: Any) -> None:
             self.marks.append(time.perf_counter())
+            self.cpu.append(time.process_time())
 
     peft_config = None
     if args.lora:
@@ -160,9 +166,11 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
                           train_dataset=data, callbacks=[timer], peft_config=peft_config)
     trainer.train()
     durations = [b - a for a, b in zip(timer.marks, timer.marks[1:], strict=False)]
+    cpu = [b - a for a, b in zip(timer.cpu, timer.cpu[1:], strict=False)]
     return {
         "side": "trl",
         "step_seconds": durations[1:],
+        "cpu_seconds": cpu[1:],
         "completion_tokens_mean": lengths,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -178,15 +186,21 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    if args.lora:  # the same adapters as both trainers: only they get gradients
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
+            target_modules=lora_target_modules(), task_type="CAUSAL_LM"))
     model.train()
     n, prompt_len, t = args.prompts * args.group, 12, args.tokens
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (n, prompt_len + t), generator=generator)  # (N, P+T)
     advantages = torch.randn(n, 1, generator=generator)  # (N, 1)
-    times = []
+    times, cpu = [], []
     for _ in range(args.floor_reps + 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             logits = model(input_ids=ids, logits_to_keep=t + 1).logits[:, :-1]  # (N, T, V)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, -t:, None])[..., 0]
@@ -194,7 +208,9 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
         loss.backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
-    return {"side": "floor", "step_seconds": times[1:], "peak_rss_mb": peak_rss_mb()}
+        cpu.append(time.process_time() - cpu_start)
+    return {"side": "floor", "step_seconds": times[1:], "cpu_seconds": cpu[1:],
+            "peak_rss_mb": peak_rss_mb()}
 
 
 WORKERS = {"openrft": run_openrft, "trl": run_trl, "floor": run_floor}
@@ -203,12 +219,19 @@ WORKERS = {"openrft": run_openrft, "trl": run_trl, "floor": run_floor}
 # -- driver ----------------------------------------------------------------------------
 
 
-def spawn(side: str, argv: list[str]) -> dict[str, Any]:
+def spawn(side: str, argv: list[str], baseline_src: str | None) -> dict[str, Any]:
+    """Run one side in a fresh process; `openrft-base` is OpenRFT imported from another
+    source tree (a checkout of an older commit), for before/after comparisons."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = out.name
-    cmd = [sys.executable, __file__, *argv, "--worker", side, "--worker-out", path]
-    subprocess.run(cmd, check=True)
+    worker = "openrft" if side == "openrft-base" else side
+    env = dict(os.environ)
+    if side == "openrft-base" and baseline_src:
+        env["PYTHONPATH"] = str(Path(baseline_src) / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, __file__, *argv, "--worker", worker, "--worker-out", path]
+    subprocess.run(cmd, check=True, env=env)
     result = json.loads(Path(path).read_text())
+    result["side"] = side
     os.unlink(path)
     return result
 
@@ -246,6 +269,8 @@ def main() -> None:
     parser.add_argument("--floor-reps", type=int, default=3)
     parser.add_argument("--sides", default="openrft,trl,floor")
     parser.add_argument("--json-out", help="write all raw results here")
+    parser.add_argument("--baseline-src", help="also run OpenRFT from this source tree "
+                        "(e.g. a `git worktree` of an older commit), interleaved")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -254,39 +279,57 @@ def main() -> None:
         Path(args.worker_out).write_text(json.dumps(WORKERS[args.worker](args)))
         return
 
-    argv = [a for a in sys.argv[1:]]
+    argv = list(sys.argv[1:])
     sides = args.sides.split(",")
+    if args.baseline_src:
+        sides.insert(1, "openrft-base")
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    load_before = os.getloadavg()
     for _ in range(args.reps):
         for side in sides:
             if side == "floor" and runs[side]:
                 continue
-            runs[side].append(spawn(side, argv))
+            runs[side].append(spawn(side, argv, args.baseline_src))
+    report(args, runs, load_before, os.getloadavg())
 
+
+def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]],
+           load_before: tuple[float, ...], load_after: tuple[float, ...]) -> None:
+    """Print the table; `speedup_vs_trl=` is the last line (median TRL / median OpenRFT)."""
     work_tokens = args.prompts * args.group * args.tokens
     print(f"config: model={args.model} P={args.prompts} G={args.group} T={args.tokens} "
           f"steps={args.steps}x{args.reps} lora={args.lora or 'off'} bf16={args.bf16} "
           f"threads={args.threads}")
     print(f"versions: {versions()}")
+    print(f"load average (1 min) before={load_before[0]:.2f} after={load_after[0]:.2f} "
+          f"on {os.cpu_count()} cpus")
     medians: dict[str, float] = {}
+    cpu_medians: dict[str, float] = {}
     for side, results in runs.items():
         seconds = [s for r in results for s in r["step_seconds"]]
         lo, mid, hi = describe(seconds)
         medians[side] = mid
+        cpu = cpu_medians[side] = statistics.median(s for r in results for s in r["cpu_seconds"])
         rss = max(r["peak_rss_mb"] for r in results)
         lengths = {round(x, 2) for r in results for x in r.get("completion_tokens_mean", [])}
         extra = f" completion_tokens_mean={sorted(lengths)}" if lengths else ""
-        print(f"{side:8s} s/step min={lo:.3f} median={mid:.3f} max={hi:.3f} "
+        print(f"{side:12s} s/step min={lo:.3f} median={mid:.3f} max={hi:.3f} cpu_s={cpu:.3f} "
               f"tokens/s={work_tokens / mid:.0f} peak_rss_mb={rss:.0f}{extra}")
-        if side == "openrft":
+        if side.startswith("openrft"):
             gen = statistics.median(s for r in results for s in r["generate_seconds"])
             upd = statistics.median(s for r in results for s in r["update_seconds"])
-            print(f"openrft  generate median={gen:.3f}s update median={upd:.3f}s")
+            print(f"{side:12s} generate median={gen:.3f}s update median={upd:.3f}s")
     if "floor" in medians and "openrft" in medians:
-        print(f"openrft/floor={medians['openrft'] / medians['floor']:.2f}")
+        print(f"floor/openrft={medians['floor'] / medians['openrft']:.2f} "
+              "(share of the step a plain forward+backward would take)")
+    if "openrft-base" in medians and "openrft" in medians:
+        print(f"speedup_vs_baseline={medians['openrft-base'] / medians['openrft']:.2f} "
+              f"cpu={cpu_medians['openrft-base'] / cpu_medians['openrft']:.2f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     if "trl" in medians and "openrft" in medians:
+        # CPU seconds per step: robust to other load only with --threads 1 (no spin-waits).
+        print(f"cpu_speedup_vs_trl={cpu_medians['trl'] / cpu_medians['openrft']:.2f}")
         print(f"speedup_vs_trl={medians['trl'] / medians['openrft']:.2f}")
 
 
