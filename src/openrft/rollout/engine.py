@@ -38,7 +38,7 @@ class Sample:
     parse_error: str | None = None  # why output_json could not be produced
     prompt_ids: list[int] = field(default_factory=list)
     completion_ids: list[int] = field(default_factory=list)
-    completion_logprobs: list[float] = field(default_factory=list)  # sampling log-probs
+    completion_logprobs: list[float] = field(default_factory=list)  # model log-probs (raw logits)
     finish_reason: str = "stop"  # "stop" or "length"
     raw_text: str = ""  # the full decoded completion, reasoning included
     reasoning_unclosed: bool = False  # <think> never closed: the answer is empty
