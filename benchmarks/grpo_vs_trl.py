@@ -153,7 +153,8 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
         peft_config = LoraConfig(r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
                                  target_modules=lora_target_modules(), task_type="CAUSAL_LM")
     config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(), use_cpu=True, bf16=args.bf16, fp16=False,
+        output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
+        bf16=args.bf16, fp16=False,
         activation_checkpointing=args.trl_checkpointing,
         per_device_train_batch_size=args.prompts * args.group, gradient_accumulation_steps=1,
         num_generations=args.group, max_completion_length=args.tokens,
@@ -185,7 +186,8 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(args.threads)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(device)
     if args.lora:  # the same adapters as both trainers: only they get gradients
         from peft import LoraConfig, get_peft_model
 
@@ -196,17 +198,19 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     n, prompt_len, t = args.prompts * args.group, 12, args.tokens
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (n, prompt_len + t), generator=generator)  # (N, P+T)
-    advantages = torch.randn(n, 1, generator=generator)  # (N, 1)
+    ids = torch.randint(0, vocab, (n, prompt_len + t), generator=generator).to(device)  # (N, P+T)
+    advantages = torch.randn(n, 1, generator=generator).to(device)  # (N, 1)
     times, cpu = [], []
     for _ in range(args.floor_reps + 1):
         start, cpu_start = time.perf_counter(), time.process_time()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=args.bf16):
             logits = model(input_ids=ids, logits_to_keep=t + 1).logits[:, :-1]  # (N, T, V)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, -t:, None])[..., 0]
         loss = -(logp * advantages).mean()
         loss.backward()
         model.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
     return {"side": "floor", "step_seconds": times[1:], "cpu_seconds": cpu[1:],
