@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from openrft.cli import app
+
+if TYPE_CHECKING:  # the service (fastapi, sqlalchemy) loads only when a command runs
+    from openrft.service.settings import ServiceSettings
 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -33,7 +36,7 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _settings(data_dir: Path, database_url: str | None, **extra: object):  # noqa: ANN202
+def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> ServiceSettings:
     from openrft.service.settings import ServiceSettings
 
     return ServiceSettings(data_dir=data_dir, database_url=database_url, **extra)

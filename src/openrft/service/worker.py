@@ -148,6 +148,7 @@ class Worker:
                 job_queries.add_event(session, job.id, message)
 
     def _fail(self, job: Job, exc: Exception) -> None:
+        error: dict[str, str | None]
         if isinstance(exc, InvalidInput):
             error = {"code": "invalid_input", "message": str(exc), "param": exc.location}
         elif isinstance(exc, NotFound):

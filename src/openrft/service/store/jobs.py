@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
 from openrft.service.store.ids import new_id, now
@@ -151,13 +151,13 @@ def claim_next_job(session: Session, worker_id: str, stale_after_s: float) -> Jo
         select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(8)
     ).all()
     for job_id in queued:
-        claimed = session.execute(
+        take_queued = (
             update(Job)
             .where(Job.id == job_id, Job.status == "queued")
             .values(status="running", worker_id=worker_id, heartbeat_at=clock,
                     attempts=Job.attempts + 1)
         )
-        if claimed.rowcount == 1:
+        if _rows_updated(session, take_queued) == 1:
             session.commit()
             return get_job_by_id(session, job_id)
     stale = session.execute(
@@ -167,26 +167,31 @@ def claim_next_job(session: Session, worker_id: str, stale_after_s: float) -> Jo
         .limit(8)
     ).all()
     for job_id, old_worker, old_beat in stale:
-        claimed = session.execute(
+        take_over = (
             update(Job)
             .where(Job.id == job_id, Job.status == "running", Job.worker_id == old_worker,
                    Job.heartbeat_at == old_beat)
             .values(worker_id=worker_id, heartbeat_at=clock, attempts=Job.attempts + 1)
         )
-        if claimed.rowcount == 1:
+        if _rows_updated(session, take_over) == 1:
             session.commit()
             return get_job_by_id(session, job_id)
     return None
 
 
+def _rows_updated(session: Session, statement: Update) -> int:
+    """How many rows an UPDATE changed: 1 means our compare-and-set won."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
     """Refresh the claim; False means another worker took the job (stop working on it)."""
-    result = session.execute(
+    return _rows_updated(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-        .values(heartbeat_at=time.time())
-    )
-    return result.rowcount == 1
+        .values(heartbeat_at=time.time()),
+    ) == 1
 
 
 def finish_job(session: Session, job_id: str, owner: str, status: str,
@@ -195,12 +200,12 @@ def finish_job(session: Session, job_id: str, owner: str, status: str,
     values: dict[str, Any] = {"status": status, **fields}
     if status in TERMINAL:
         values["finished_at"] = now()
-    result = session.execute(
+    return _rows_updated(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.worker_id == owner, Job.status == "running")
-        .values(**values)
-    )
-    return result.rowcount == 1
+        .values(**values),
+    ) == 1
 
 
 def requested_stop(session: Session, job_id: str) -> str | None:

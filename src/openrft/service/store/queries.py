@@ -7,7 +7,7 @@ lookup takes the caller's project, so another project's objects are simply not f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -22,8 +22,6 @@ from openrft.service.store.models import (
     StoredFile,
 )
 
-T = TypeVar("T")
-
 
 @dataclass
 class Page:
@@ -33,7 +31,7 @@ class Page:
     has_more: bool
 
 
-def paginate(session: Session, query: Select[tuple[T]], id_column: Any, after: str | None,
+def paginate(session: Session, query: Select[Any], id_column: Any, after: str | None,
              limit: int, order: str = "desc") -> Page:
     """Rows after the `after` id in `order` (ids sort by creation), at most `limit`."""
     if after:
