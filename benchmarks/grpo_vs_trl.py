@@ -152,10 +152,15 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
 
         peft_config = LoraConfig(r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
                                  target_modules=lora_target_modules(), task_type="CAUSAL_LM")
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing.
+    fields = GRPOConfig.__dataclass_fields__
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else (
+        "gradient_checkpointing")
+    checkpointing = {name: args.trl_checkpointing}
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
         bf16=args.bf16, fp16=False,
-        activation_checkpointing=args.trl_checkpointing,
+        **checkpointing,
         per_device_train_batch_size=args.prompts * args.group, gradient_accumulation_steps=1,
         num_generations=args.group, max_completion_length=args.tokens,
         generation_kwargs={"min_new_tokens": args.tokens}, num_iterations=1, beta=0.0,
