@@ -24,8 +24,14 @@ def demo_command(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1, each a full run.")]
     = 1,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: all).")
-    ] = None,
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch CPU threads. 1 (default) is robust on a busy machine: the model is "
+            "too small for threads to pay, and spinning threads slow down under contention.",
+        ),
+    ] = 1,
 ) -> None:
     """Rare-disease gene ranking from HPO phenotypes: base vs SFT vs RFT vs a classical ranker."""
     from openrft.examples.rare_disease.demo import SCALES, run_demo
