@@ -95,10 +95,13 @@ def check_chat(client: openai.OpenAI, job_id: str, model: str) -> None:
     assert plain.object == "chat.completion" and plain.choices[0].message.role == "assistant"
     assert plain.usage.completion_tokens >= 1
     stream = client.chat.completions.create(model=model, messages=ask, max_tokens=6,
-                                            temperature=0, stream=True)
-    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
     # greedy decoding: the streamed pieces add up to the plain answer
     assert "".join(pieces) == plain.choices[0].message.content
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
     first_ckpt = list(client.fine_tuning.jobs.checkpoints.list(job_id))[-1]
     served = client.chat.completions.create(
         model=first_ckpt.fine_tuned_model_checkpoint, messages=ask, max_tokens=4)

@@ -74,13 +74,22 @@ def stream_chunks(body: ChatCompletionRequest, served: ServedModel,
                                           "logprobs": None}]})
 
     yield chunk({"role": "assistant", "content": ""})
-    pieces = 0
+    text = ""
     with served.lock:
         for piece in served.engine.stream_chat(messages_of(body), params):
             if piece:
-                pieces += 1
+                text += piece
                 yield chunk({"content": piece})
     yield chunk({}, finish="stop")
     if body.stream_options and body.stream_options.include_usage:
-        yield _sse({**base, "choices": [], "usage": {"completion_pieces": pieces}})
+        yield _sse({**base, "choices": [], "usage": _stream_usage(body, served, text)})
     yield "data: [DONE]\n\n"
+
+
+def _stream_usage(body: ChatCompletionRequest, served: ServedModel, text: str) -> dict[str, int]:
+    """Token usage of a streamed answer: the prompt as rendered, the text re-tokenized
+    (the stream yields text, so hidden reasoning tokens are not counted)."""
+    prompt = len(served.engine.render_prompt(messages_of(body), "messages"))
+    completion = len(served.tokenizer.encode(text, add_special_tokens=False))
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
