@@ -75,3 +75,25 @@ def test_keys_create_cli_prints_key_on_last_line(tmp_path) -> None:
     db = Database(ServiceSettings(data_dir=tmp_path / "d").db_url)
     with db.session() as session:
         assert authenticate(session, f"Bearer {key}").project_name == "gamma"
+
+
+def test_jobs_are_invisible_to_other_projects(live) -> None:
+    alpha = live.client(live.key("alpha"))
+    beta = live.client(live.key("beta"))
+    content = (json.dumps(ROW) + "\n").encode()
+    file = alpha.files.create(file=("t.jsonl", io.BytesIO(content)), purpose="fine-tune")
+    job = alpha.fine_tuning.jobs.create(model="some-org/some-model", training_file=file.id,
+                                        method={"type": "reinforcement", "reinforcement": {
+                                            "grader": {"type": "string_check", "name": "g",
+                                                       "input": "{{sample.output_text}}",
+                                                       "reference": "{{item.answer}}",
+                                                       "operation": "eq"}}})
+    for call in (beta.fine_tuning.jobs.retrieve, beta.fine_tuning.jobs.cancel,
+                 beta.fine_tuning.jobs.pause, beta.fine_tuning.jobs.resume,
+                 beta.fine_tuning.jobs.list_events, beta.fine_tuning.jobs.checkpoints.list):
+        with pytest.raises(openai.NotFoundError):
+            call(job.id)
+    assert list(beta.fine_tuning.jobs.list()) == []
+    assert [m.id for m in beta.models.list()] == []
+    assert [m.id for m in alpha.models.list()] == ["some-org/some-model"]
+    assert alpha.fine_tuning.jobs.retrieve(job.id).status == "queued"  # untouched by beta
