@@ -28,7 +28,7 @@ def draw_chart(
 
     arms = [a for a in LABELS if a in summary]
     width = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     for i, arm in enumerate(arms):
         xs = [m + (i - (len(arms) - 1) / 2) * width for m in range(len(METRICS))]
         means = [100 * summary[arm][metric][0] for metric in METRICS]
@@ -39,7 +39,7 @@ def draw_chart(
     ax.set_ylabel("held-out cases (%)")
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", ncols=2)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
