@@ -44,7 +44,7 @@ SCALES: dict[str, ExperimentSettings] = {
         data=DataSettings(n_diseases=300, train_cases=900, valid_cases=60, heldout_cases=270),
         base=BaseModelSettings(hidden=256, layers=4, intermediate=768, epochs=20),
         sft=SFTArmSettings(epochs=2),
-        rft=RFTArmSettings(steps=240),
+        rft=RFTArmSettings(steps=120),
     ),
 }
 
