@@ -17,17 +17,13 @@ tokens do not change them): the trainer uses them as the old policy's log-probs.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from openrft.rollout.sampling import choose_tokens
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,26 +96,19 @@ class BatchDecoder:
     @torch.inference_mode()
     def __iter__(self) -> Iterator[torch.Tensor]:
         s = self.settings
-        rows, prompt_len = self.input_ids.shape
+        prompt_len = self.input_ids.shape[1]
         full_mask = torch.ones(  # (R, P + T): prompt mask, then ones for generated tokens
-            (rows, prompt_len + s.max_tokens),
+            (self.input_ids.shape[0], prompt_len + s.max_tokens),
             dtype=self.attention_mask.dtype,
             device=self.input_ids.device,
         )
         full_mask[:, :prompt_len] = self.attention_mask
         real_lengths = self.attention_mask.sum(dim=-1)  # (R,) position of the first new token
         positions = (self.attention_mask.cumsum(dim=-1) - 1).clamp(min=0)  # (R, P)
-        cache = _preallocated_cache(self.model, prompt_len + s.max_tokens)
-        # A static cache attends over its whole (R, P + T) buffer: the mask hides the
-        # not-yet-written slots through causality, so it is passed whole every step.
-        mask_for = (lambda step: full_mask) if cache is not None else (
-            lambda step: full_mask[:, : prompt_len + step + 1]
-        )
         out = self.model(
             input_ids=self.input_ids,
-            attention_mask=full_mask if cache is not None else self.attention_mask,
+            attention_mask=self.attention_mask,
             position_ids=positions,
-            **({self.cache_name: cache} if cache is not None else {}),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -128,15 +117,14 @@ class BatchDecoder:
             yield token
             if bool(self.finished.all()) or step == s.max_tokens - 1:
                 break
-            with _one_query_attention(self.model):
-                out = self.model(
-                    input_ids=token[:, None],
-                    attention_mask=mask_for(step),
-                    position_ids=(real_lengths + step)[:, None],
-                    **{self.cache_name: getattr(out, self.cache_name)},
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=full_mask[:, : prompt_len + step + 1],
+                position_ids=(real_lengths + step)[:, None],
+                **{self.cache_name: getattr(out, self.cache_name)},
+                use_cache=True,
+                logits_to_keep=1,
+            )
 
     def _choose(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """Pick, record and account for one token per row. logits (R, V) -> tokens (R,)."""
@@ -168,41 +156,6 @@ class BatchDecoder:
             return
         self.think_count += self.in_think.long()  # tokens spent inside <think> so far
         self.in_think = (self.in_think | (token == s.think_start_id)) & (token != s.think_end_id)
-
-
-@contextmanager
-def _one_query_attention(model: Any) -> Iterator[None]:
-    """Run a one-token decode step with plain matmul+softmax attention on CPU: torch's CPU
-    SDPA kernel (flash-style, built for long queries) costs ~4x more for a single query
-    over a short masked cache. The model's own implementation is restored afterwards."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(base, "config", None)
-    if getattr(config, "_attn_implementation", None) != "sdpa" or base.device.type != "cpu":
-        yield
-        return
-    base.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        base.set_attn_implementation("sdpa")
-
-
-def _preallocated_cache(model: Any, length: int) -> Any:
-    """A transformers StaticCache of `length` slots per row, or None where the model cannot
-    take one. Growing the default DynamicCache re-allocates and copies every layer's keys and
-    values at each token (O(T^2) copying, most of CPU decode time in profiles). CPU only:
-    on CUDA the growing cache measured faster, and under CUDA autocast a static cache's
-    fixed dtype clashes with keys (fp32 after RoPE) and values (bf16)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base, "device", None) is None or base.device.type != "cpu":
-        return None
-    try:
-        from transformers import StaticCache
-
-        return StaticCache(config=base.config, max_cache_len=length)
-    except (ImportError, TypeError, ValueError, AttributeError) as err:
-        logger.debug("no static KV cache for %s (%s): growing cache", type(model).__name__, err)
-        return None
 
 
 def _cache_argument_name(model: Any) -> str:
