@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -56,12 +57,29 @@ def start_server(settings: ServiceSettings) -> LiveServer:
     return LiveServer(f"http://127.0.0.1:{port}", settings, db, server, thread)
 
 
+def database_url_for_tests() -> str | None:
+    """OPENRFT_TEST_DATABASE_URL (e.g. postgresql+psycopg://...) runs the server tests on
+    that database instead of SQLite; its public schema is emptied first."""
+    url = os.environ.get("OPENRFT_TEST_DATABASE_URL")
+    if url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+    return url
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
     """Factory: `make_server(**settings)` starts a server on `tmp_path/data` (stopped after)."""
     started: list[LiveServer] = []
+    database_url = database_url_for_tests()
 
     def factory(**overrides: object) -> LiveServer:
+        if database_url:
+            overrides.setdefault("database_url", database_url)
         settings = ServiceSettings(data_dir=tmp_path / "data", **overrides)
         live = start_server(settings)
         started.append(live)
