@@ -285,13 +285,13 @@ class SandboxProcess:
         if answer is None:
             raise self._died(what, loading)
         try:
-            message = json.loads(answer)
+            reply: Any = json.loads(answer)
         except ValueError:
-            message = None
-        if not isinstance(message, dict):
+            reply = None
+        if not isinstance(reply, dict):
             self.close()
             raise GradingError(RUNTIME, f"the sandbox sent an unreadable answer: {answer[:200]!r}")
-        return message
+        return reply
 
     def _write_all(self, data: bytes, deadline: float) -> None:
         fd = self._proc.stdin.fileno()  # type: ignore[union-attr]

@@ -23,7 +23,6 @@ import math
 import numbers
 import os
 import resource
-import sys
 import traceback
 from typing import IO, Any
 
@@ -175,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
