@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-from openrft.cli import main
+from cli_runner import openrft
 
 GRADER = {
     "type": "string_check",
@@ -26,16 +24,6 @@ ROWS = [
 ]
 
 
-def openrft(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["openrft", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

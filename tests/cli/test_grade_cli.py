@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from openrft.cli import main
+from cli_runner import openrft
 
 GRADER = {
     "type": "multi",
@@ -54,16 +53,6 @@ def files(tmp_path):
     return grader, rows, samples
 
 
-def openrft(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["openrft", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_grade_json_output(files, monkeypatch, capsys):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-
-from openrft.cli import main
+from cli_runner import openrft
 
 GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}",
           "reference": "{{ item.target }}", "operation": "like"}
@@ -25,16 +23,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def openrft(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["openrft", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _config(tmp_path: Path, model: Path, **expert) -> Path:
