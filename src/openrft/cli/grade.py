@@ -36,6 +36,15 @@ app.add_typer(grader_app, name="grader")
 _BATCH = 32  # rows graded between progress updates
 
 
+def build_grader_file(path: Path) -> BaseGrader:
+    """Load and build the grader in `path`; errors name the file and the field."""
+    grader_dict = load_grader_file(path)
+    try:
+        return build_grader(grader_dict)
+    except InvalidInput as exc:
+        raise _in_file(path, exc) from None
+
+
 def load_grader_file(path: Path) -> dict[str, Any]:
     """A grader JSON file (a grader object, or `{"grader": {...}}` as the API sends it)."""
     text = read_text_file(path)
@@ -161,11 +170,7 @@ def grade_command(
     concurrency: Annotated[int, typer.Option(min=1, help="Samples graded at once.")] = 8,
 ) -> None:
     """Grade samples.jsonl line i against rows.jsonl line i and summarize the scores."""
-    grader_dict = load_grader_file(grader_path)
-    try:
-        grader = build_grader(grader_dict)
-    except InvalidInput as exc:
-        raise _in_file(grader_path, exc) from None
+    grader = build_grader_file(grader_path)
     try:
         numbered_rows = read_jsonl_numbered(data_path)
         rows = require_objects(numbered_rows, str(data_path))
@@ -218,11 +223,7 @@ def validate_command(
     ] = False,
 ) -> None:
     """Check a grader file fully (fields, templates, formula, code) without grading."""
-    grader_dict = load_grader_file(grader_path)
-    try:
-        grader = build_grader(grader_dict)
-    except InvalidInput as exc:
-        raise _in_file(grader_path, exc) from None
+    grader = build_grader_file(grader_path)
     grader.close()
     if as_json:
         typer.echo(json.dumps({"grader": grader.spec.model_dump(exclude_none=True)}))
