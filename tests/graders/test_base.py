@@ -181,3 +181,27 @@ def test_core_graders_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_grade_many_rejects_mismatched_lengths_instead_of_truncating(concurrency):
+    from openrft.graders import build_grader
+
+    grader = build_grader(
+        {"type": "string_check", "name": "e", "operation": "eq",
+         "input": "{{ sample.output_text }}", "reference": "x"}
+    )
+    samples = [{"output_text": "x"}] * 3
+    with pytest.raises(InvalidInput, match="3 samples but 2 items"):
+        grader.grade_many(samples, [{}, {}], concurrency)
+
+
+def test_multi_grade_many_rejects_mismatched_lengths():
+    from openrft.graders import build_grader
+
+    sub = {"type": "string_check", "name": "e", "operation": "eq",
+           "input": "{{ sample.output_text }}", "reference": "x"}
+    grader = build_grader({"type": "multi", "name": "m", "graders": {"e": sub},
+                           "calculate_output": "e"})
+    with pytest.raises(InvalidInput, match="3 samples but 2 items"):
+        grader.grade_many([{"output_text": "x"}] * 3, [{}, {}], 4)

@@ -130,6 +130,8 @@ class BaseGrader(ABC):
         max_concurrency: int = 8,
     ) -> list[GradeResult]:
         """Grade many samples; graders that can batch (local judges) override this."""
+        if len(samples) != len(items):  # pool.map below would silently drop the excess
+            raise InvalidInput("grade_many", f"{len(samples)} samples but {len(items)} items")
         if max_concurrency <= 1 or len(samples) <= 1:
             return [self.grade(s, i) for s, i in zip(samples, items, strict=True)]
         with ThreadPoolExecutor(max_workers=max_concurrency) as pool:

@@ -53,9 +53,8 @@ class MultiGraderImpl(BaseGrader):
         max_concurrency: int = 8,
     ) -> list[GradeResult]:
         """Each sub-grader grades the whole batch at once (a python grader then starts one
-        sandbox, a local judge runs one batched generation), then the formula per sample."""
-        if len(samples) != len(items):
-            raise ValueError(f"{len(samples)} samples but {len(items)} items")
+        sandbox, a local judge runs one batched generation), then the formula per sample.
+        Each sub-grader's grade_many rejects mismatched lengths."""
         start = time.perf_counter()
         per_grader = {
             key: grader.grade_many(samples, items, max_concurrency)
