@@ -103,3 +103,22 @@ def test_upload_failure_leaves_store_untouched(live) -> None:
                             purpose="fine-tune")
     assert [f.id for f in client.files.list()] == [good]
     assert sorted(p.name for p in live.settings.files_dir.iterdir()) == [good]
+
+
+def test_resume_step_follows_the_checkpoint_on_disk_not_the_store_row(tmp_path) -> None:
+    """A worker killed between writing checkpoint step-2 and recording it in the store
+    leaves the store one checkpoint behind; the trainer resumes from step 2 on disk, so
+    only metrics events after step 2 may be forgotten (step 2's event was lost before)."""
+    from types import SimpleNamespace
+
+    from openrft.service.worker import _resume_step
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "checkpoints" / "step-2").mkdir()
+    (run / "checkpoints" / "step-3.tmp").mkdir()  # incomplete: never resumed from
+    job = SimpleNamespace(method={"type": "reinforcement"}, output_dir=str(run), id="ftjob-x")
+    assert _resume_step(None, job) == 2
+    fresh = SimpleNamespace(method={"type": "reinforcement"}, output_dir=str(tmp_path / "none"),
+                            id="ftjob-y")
+    assert _resume_step(None, fresh) == 0

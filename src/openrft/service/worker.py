@@ -13,8 +13,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
 from openrft.service.job_reporter import StoreReporter, fine_tuned_model_name
@@ -69,10 +71,10 @@ class Worker:
             if job is None:
                 return False
             project = session.get(Project, job.project_id)
-            resumed = job.attempts > 1 or job_queries.latest_checkpoint_step(session, job.id) > 0
+            resume_step = _resume_step(session, job)
+            resumed = job.attempts > 1 or resume_step > 0
             if resumed:
-                job_queries.forget_steps_after(
-                    session, job.id, job_queries.latest_checkpoint_step(session, job.id))
+                job_queries.forget_steps_after(session, job.id, resume_step)
             job_queries.add_event(
                 session, job.id,
                 f"{'Resumed' if resumed else 'Started'} by worker {self.worker_id}",
@@ -164,3 +166,15 @@ class Worker:
             if job_queries.finish_job(session, job.id, self.worker_id, "failed", error=error):
                 job_queries.add_event(session, job.id, f"Job failed: {error['message']}",
                                       level="error")
+
+
+def _resume_step(session: Session, job: Job) -> int:
+    """The step a resumed job continues after. An RFT run continues from its latest
+    complete checkpoint on disk, which can be one step past the store's checkpoint rows
+    when a worker died between writing the checkpoint and recording it."""
+    if job.method["type"] == "reinforcement":
+        from openrft.rl.checkpoint import latest_checkpoint
+
+        checkpoint = latest_checkpoint(Path(job.output_dir) / "checkpoints")
+        return int(checkpoint.name.removeprefix("step-")) if checkpoint else 0
+    return job_queries.latest_checkpoint_step(session, job.id)
