@@ -1,0 +1,163 @@
+"""The lean Llama-family decode forward against transformers' own modules (the oracle).
+
+Each architecture is a tiny random model built from its transformers config class; the
+same left-padded batch is decoded with `llama_decode` and with the model's own forward
+(`TransformersForward`), with the same sampling seed, and must give the same tokens and
+log-probs. Unsupported shapes must fall back rather than decode differently.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+from transformers.cache_utils import DynamicLayer
+
+from openrft.rollout.decode import (
+    BatchDecoder,
+    DecodeSettings,
+    PreallocatedLayer,
+    TransformersForward,
+)
+from openrft.rollout.llama_decode import LlamaDecodeForward, fast_decode_for
+
+SIZES = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+             num_attention_heads=4, max_position_embeddings=64)
+
+
+def _model(config_class, model_class, **overrides):
+    torch.manual_seed(0)
+    config = config_class(**{**SIZES, **overrides})
+    config._attn_implementation = "sdpa"
+    model = model_class(config).eval()
+    with torch.no_grad():  # transformers initialises biases and norms to constants: vary them
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                param.add_(torch.randn_like(param) * 0.3)
+    return model
+
+
+ARCHITECTURES = {
+    "llama": lambda: _model(LlamaConfig, LlamaForCausalLM),
+    "llama_gqa_tied": lambda: _model(LlamaConfig, LlamaForCausalLM, num_key_value_heads=2,
+                                     tie_word_embeddings=True),
+    "qwen2_qkv_bias": lambda: _model(Qwen2Config, Qwen2ForCausalLM, num_key_value_heads=2),
+    "qwen3_qk_norm": lambda: _model(Qwen3Config, Qwen3ForCausalLM, num_key_value_heads=2,
+                                    head_dim=16),
+    "mistral_no_window": lambda: _model(MistralConfig, MistralForCausalLM, sliding_window=None,
+                                         num_key_value_heads=2),
+}
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Four left-padded prompts of lengths 7, 4, 7, 1 (pads are id 0)."""
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 97, (4, 7), generator=generator)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[1, :3] = 0
+    mask[3, :6] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def _decode(model, fast: bool, max_tokens: int = 9):
+    ids, mask = _batch()
+    settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=[2],
+                              min_tokens=max_tokens,
+                              generator=torch.Generator().manual_seed(5))
+    decoder = BatchDecoder(model, ids, mask, settings, fast_decode=fast)
+    for _ in decoder:
+        pass
+    return decoder
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_fast_decode_matches_the_transformers_forward(name: str) -> None:
+    model = ARCHITECTURES[name]()
+    fast, reference = _decode(model, True), _decode(model, False)
+    assert isinstance(fast.forward, LlamaDecodeForward)
+    assert isinstance(reference.forward, TransformersForward)
+    assert torch.equal(fast.output.tokens, reference.output.tokens)
+    torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
+                               atol=1e-5, rtol=0)
+
+
+def test_fast_decode_logprobs_equal_a_cache_free_forward_of_each_row() -> None:
+    """Independent of any cache: one plain forward over each row's real tokens."""
+    model = ARCHITECTURES["qwen2_qkv_bias"]()
+    ids, mask = _batch()
+    out = _decode(model, True).output
+    for row in range(ids.shape[0]):
+        prompt = ids[row][mask[row].bool()]
+        full = torch.cat([prompt, out.tokens[row]])[None]
+        with torch.no_grad():
+            logits = model(full).logits[0, len(prompt) - 1 : -1]
+        expected = torch.log_softmax(logits, -1).gather(-1, out.tokens[row][:, None])[:, 0]
+        torch.testing.assert_close(out.logprobs[row], expected, atol=1e-5, rtol=0)
+
+
+def test_lora_deltas_are_merged_into_the_fast_weights() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(ARCHITECTURES["llama"](), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    model.eval()
+    fast, reference = _decode(model, True), _decode(model, False)
+    assert isinstance(fast.forward, LlamaDecodeForward)
+    assert torch.equal(fast.output.tokens, reference.output.tokens)
+    torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
+                               atol=1e-5, rtol=0)
+    with model.disable_adapter():  # adapters off: the fast path follows, base weights only
+        plain = _decode(model, True)
+    assert not torch.allclose(plain.output.logprobs, fast.output.logprobs, atol=1e-3)
+
+
+def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> None:
+    model = ARCHITECTURES["llama"]()
+    ids, mask = _batch()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = fast_decode_for(model).prefill(ids, mask, positions, 4)
+        reference = TransformersForward(model).prefill(ids, mask, positions, 4)
+    assert fast.dtype == reference.dtype
+    torch.testing.assert_close(fast.float(), reference.float(), atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: _model(MistralConfig, MistralForCausalLM, sliding_window=16, num_key_value_heads=2),
+    lambda: _model(LlamaConfig, LlamaForCausalLM, mlp_bias=True),
+    lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4)).eval(),
+], ids=["sliding_window", "mlp_bias", "gpt2"])
+def test_unsupported_models_fall_back_to_their_own_forward(build) -> None:
+    model = build()
+    assert fast_decode_for(model) is None
+    decoder = _decode(model, True, max_tokens=5)
+    assert isinstance(decoder.forward, TransformersForward)
+    assert decoder.output.lengths.tolist() == [5, 5, 5, 5]
+
+
+def test_preallocated_layer_grows_past_capacity_and_matches_concatenation() -> None:
+    generator = torch.Generator().manual_seed(0)
+    chunks = [torch.randn(2, 3, n, 4, generator=generator) for n in (5, 1, 1, 6)]
+    grown = PreallocatedLayer(chunks[0], chunks[0] * 2, capacity=6)
+    plain = DynamicLayer()
+    plain.update(chunks[0], chunks[0] * 2)
+    for chunk in chunks[1:]:
+        keys, values = grown.update(chunk, chunk * 2)
+        expected_keys, expected_values = plain.update(chunk, chunk * 2)
+        assert torch.equal(keys, expected_keys) and torch.equal(values, expected_values)
+    assert grown.get_seq_length() == 13
