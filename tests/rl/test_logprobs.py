@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openrft.rl.logprobs import completion_logprobs, pack_samples, reference_logprobs
+from openrft.rl.logprobs import (
+    SelectedLogProbs,
+    completion_logprobs,
+    pack_samples,
+    reference_logprobs,
+)
 from openrft.rollout.engine import Sample
 
 
@@ -83,3 +88,26 @@ def test_reference_is_base_model_under_lora(tiny_model):
     mask = batch.completion_mask.bool()
     assert torch.allclose(ref[mask], base_logp[mask], atol=1e-5)
     assert not torch.allclose(adapted[mask], base_logp[mask], atol=1e-3)
+
+
+def test_fused_selected_logprobs_match_autograd_log_softmax_in_value_and_gradient():
+    """The hand-written backward against autograd's log_softmax + gather (float64)."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.float64, generator=generator) * 3
+    targets = torch.randint(0, 11, (3, 4), generator=generator)
+    weights = torch.randn(3, 4, dtype=torch.float64, generator=generator)
+
+    fused_input = logits.clone().requires_grad_()
+    logp, log_normaliser = SelectedLogProbs.apply(fused_input, targets)
+    (logp * weights).sum().backward()
+
+    plain_input = logits.clone().requires_grad_()
+    expected = torch.log_softmax(plain_input[:, :-1], -1).gather(-1, targets[..., None])[..., 0]
+    (expected * weights).sum().backward()
+
+    torch.testing.assert_close(logp, expected)
+    torch.testing.assert_close(log_normaliser, torch.logsumexp(logits[:, :-1], -1))
+    torch.testing.assert_close(fused_input.grad, plain_input.grad)
+    assert torch.autograd.gradcheck(
+        lambda x: SelectedLogProbs.apply(x, targets)[0], (logits.clone().requires_grad_(),)
+    )
