@@ -98,7 +98,7 @@ def test_fused_selected_logprobs_match_autograd_log_softmax_in_value_and_gradien
     weights = torch.randn(3, 4, dtype=torch.float64, generator=generator)
 
     fused_input = logits.clone().requires_grad_()
-    logp, log_normaliser = SelectedLogProbs.apply(fused_input, targets)
+    logp, log_normaliser, entropy = SelectedLogProbs.apply(fused_input, targets, True)
     (logp * weights).sum().backward()
 
     plain_input = logits.clone().requires_grad_()
@@ -107,7 +107,9 @@ def test_fused_selected_logprobs_match_autograd_log_softmax_in_value_and_gradien
 
     torch.testing.assert_close(logp, expected)
     torch.testing.assert_close(log_normaliser, torch.logsumexp(logits[:, :-1], -1))
+    probs = torch.softmax(logits[:, :-1], -1)
+    torch.testing.assert_close(entropy, -(probs * probs.log()).sum(-1))
     torch.testing.assert_close(fused_input.grad, plain_input.grad)
     assert torch.autograd.gradcheck(
-        lambda x: SelectedLogProbs.apply(x, targets)[0], (logits.clone().requires_grad_(),)
+        lambda x: SelectedLogProbs.apply(x, targets, False)[0], (logits.clone().requires_grad_(),)
     )
