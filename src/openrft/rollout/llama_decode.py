@@ -44,6 +44,7 @@ class _Block:
 class LlamaDecodeForward:
     """prefill(...) then step(...) repeatedly; both return last-position logits (R, V)."""
 
+    @torch.no_grad()  # a snapshot of the weights for this rollout, outside any graph
     def __init__(self, model: Any) -> None:
         base = _unwrap(model)
         config, inner = base.config, base.model
