@@ -127,14 +127,21 @@ def test_lora_deltas_are_merged_into_the_fast_weights() -> None:
 
 
 def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> None:
-    model = ARCHITECTURES["llama"]()
+    """Under autocast the snapshot holds bf16 matmul weights (cast once, as autocast would
+    cast them at every call); prefill and a decode step agree with transformers'."""
+    model = ARCHITECTURES["llama_gqa_tied"]()
     ids, mask = _batch()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        fast = fast_decode_for(model).prefill(ids, mask, positions, 4)
-        reference = TransformersForward(model).prefill(ids, mask, positions, 4)
-    assert fast.dtype == reference.dtype
-    torch.testing.assert_close(fast.float(), reference.float(), atol=2e-2, rtol=0)
+        fast_forward, reference_forward = fast_decode_for(model), TransformersForward(model)
+        assert fast_forward.blocks[0].qkv.dtype == torch.bfloat16
+        for logits in ([fast_forward.prefill(ids, mask, positions, 4),
+                        reference_forward.prefill(ids, mask, positions, 4)],
+                       [fast_forward.step(ids[:, -1], positions[:, -1] + 1),
+                        reference_forward.step(ids[:, -1], positions[:, -1] + 1)]):
+            assert logits[0].dtype == logits[1].dtype
+            torch.testing.assert_close(logits[0].float(), logits[1].float(), atol=2e-2, rtol=0)
+    assert fast_decode_for(model).blocks[0].qkv.dtype == torch.float32  # autocast off
 
 
 @pytest.mark.parametrize("build", [

@@ -56,9 +56,10 @@ class LlamaDecodeForward:
         self.rotary = inner.rotary_emb
         self.embed = inner.embed_tokens.weight
         self.final_norm = inner.norm.weight
-        self.lm_head = effective_weight(base.lm_head)
+        matmul_dtype = _autocast_dtype(self.embed.device)
+        self.lm_head = _cast(effective_weight(base.lm_head), matmul_dtype)
         self.lm_head_bias = _bias(base.lm_head)
-        self.blocks = [_gather_block(layer) for layer in inner.layers]
+        self.blocks = [_gather_block(layer, matmul_dtype) for layer in inner.layers]
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.length = 0
@@ -177,7 +178,19 @@ def _bias(module: Any) -> torch.Tensor | None:
     return module.base_layer.bias if _is_adapted(module) else module.bias
 
 
-def _gather_block(layer: Any) -> _Block:
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast would cast matmul weights to at every call, if it is on: the
+    snapshot casts them once per rollout instead (the same rounding)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
+def _cast(weight: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return weight if dtype is None or not weight.is_floating_point() else weight.to(dtype)
+
+
+def _gather_block(layer: Any, matmul_dtype: torch.dtype | None) -> _Block:
     attn, mlp = layer.self_attn, layer.mlp
     projections = [attn.q_proj, attn.k_proj, attn.v_proj]
     biases = [_bias(m) for m in projections]
@@ -190,14 +203,15 @@ def _gather_block(layer: Any) -> _Block:
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     return _Block(
         input_norm=layer.input_layernorm.weight,
-        qkv=torch.cat([effective_weight(m) for m in projections]),
+        qkv=_cast(torch.cat([effective_weight(m) for m in projections]), matmul_dtype),
         qkv_bias=qkv_bias,
         q_norm=None if q_norm is None else q_norm.weight,
         k_norm=None if k_norm is None else k_norm.weight,
-        out=effective_weight(attn.o_proj),
+        out=_cast(effective_weight(attn.o_proj), matmul_dtype),
         post_norm=layer.post_attention_layernorm.weight,
-        gate_up=torch.cat([effective_weight(mlp.gate_proj), effective_weight(mlp.up_proj)]),
-        down=effective_weight(mlp.down_proj),
+        gate_up=_cast(torch.cat([effective_weight(mlp.gate_proj),
+                                 effective_weight(mlp.up_proj)]), matmul_dtype),
+        down=_cast(effective_weight(mlp.down_proj), matmul_dtype),
     )
 
 
