@@ -26,7 +26,7 @@ MINIATURE = ExperimentSettings(
     base=BaseModelSettings(hidden=32, layers=1, heads=2, intermediate=64, bpe_vocab=300,
                            epochs=1, batch_size=16),
     sft=SFTArmSettings(epochs=1, batch_size=8),
-    rft=RFTArmSettings(steps=1, batch_size=2, group_size=2, max_tokens=24),
+    rft=RFTArmSettings(steps=2, batch_size=2, group_size=2, max_tokens=24, select_every=1),
 )
 
 
@@ -60,6 +60,8 @@ def test_miniature_demo_writes_results_chart_and_a_reusable_checkpoint(
     assert len(rows) == 6 and all("messages" in r and "gene" in r for r in rows)
     assert (heldout.parent / "grader.json").exists()
     assert (out / "rare_disease_chart.png").stat().st_size > 10_000
+    seed0 = json.loads((out / "details.json").read_text())["seeds"][0]
+    assert set(seed0["valid_metrics"]) == {"base", "sft", "rft", "sft_rft"}  # for choices
     assert "Held-out cases" in console.file.getvalue()
     code, stdout, _ = openrft(
         monkeypatch, capsys, "eval", "--model", written["rft_checkpoint"], "--data", heldout,

@@ -41,7 +41,7 @@ from openrft.examples.rare_disease.pipeline import (
 SCALES: dict[str, ExperimentSettings] = {
     "demo": ExperimentSettings(),
     "full": ExperimentSettings(
-        data=DataSettings(n_diseases=300, train_cases=900, valid_cases=60, heldout_cases=270),
+        data=DataSettings(n_diseases=300, train_cases=900, valid_cases=300, heldout_cases=300),
         base=BaseModelSettings(hidden=256, layers=4, intermediate=768, epochs=20),
         sft=SFTArmSettings(epochs=2),
         rft=RFTArmSettings(steps=120),
@@ -58,6 +58,7 @@ class SeedResult:
     heldout_cases: str
     example: dict[str, Any] = field(default_factory=dict)
     shared_genes: int = 0
+    valid_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # for choices
 
 
 class _Stages:
@@ -116,13 +117,15 @@ def run_seed(
     with stages.stage("sft_rft", "RFT from the SFT model"):
         sft_rft = _run_rft_arm(sft, prepared, settings, seed, out / "sft_rft", console)
     example: dict[str, Any] = {}
-    with stages.stage("eval", "greedy evaluation of every arm on the held-out cases"):
+    valid: dict[str, dict[str, float]] = {}
+    with stages.stage("eval", "greedy evaluation of every arm (validation, then held-out)"):
         for arm, model in (("base", base), ("sft", sft), ("rft", rft), ("sft_rft", sft_rft)):
+            valid[arm], _ = evaluate_model(model, prepared.files["valid"])
             metrics[arm], report = evaluate_model(model, prepared.files["heldout"])
             if arm == "rft":
                 example = _example(report, prepared)
     return SeedResult(seed, metrics, stages.timings, str(rft), str(prepared.files["heldout"]),
-                      example, prepared.shared_genes)
+                      example, prepared.shared_genes, valid)
 
 
 def _example(report: Any, prepared: Any) -> dict[str, Any]:
