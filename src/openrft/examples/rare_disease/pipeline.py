@@ -76,20 +76,22 @@ class SFTArmSettings:
 
 @dataclass(frozen=True)
 class RFTArmSettings:
-    """Chosen on the validation splits (see docs/rare_disease.md): a gentle run (40 steps,
-    lr 2e-4, KL 0.2) kept validation closest to the base; longer/faster runs drifted."""
+    """Chosen on the validation splits of seeds 0-2 (docs/rare_disease.md): LoRA on the
+    attention and MLP layers (the gene embeddings and output layer stay fixed, which leaves
+    less room to pull probability toward the training genes than full fine-tuning), a
+    light KL anchor, and the checkpoint with the best validation reward."""
 
-    steps: int = 40
+    steps: int = 80
     batch_size: int = 8  # prompts per step
     group_size: int = 8
-    learning_rate: float = 2e-4
-    beta: float = 0.2  # KL to the starting model
+    learning_rate: float = 2e-3
+    beta: float = 0.04  # KL to the starting model
     temperature: float = 1.0
     max_tokens: int = 64
-    finetune: str = "full"  # "full" or "lora" (then lora_rank / alpha = 2 * rank)
+    finetune: str = "lora"  # "full" or "lora" (then lora_rank / alpha = 2 * rank)
     lora_rank: int = 16
     loss_type: str = "dapo"  # grpo / dr_grpo / dapo (openrft.rl.config)
-    select_every: int = 0  # >0: keep a checkpoint every k steps, return the best on validation
+    select_every: int = 10  # >0: keep a checkpoint every k steps, return the best on validation
 
 
 @dataclass(frozen=True)
