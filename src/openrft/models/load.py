@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,7 +220,8 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        with _quiet_peft_deprecations():
+            return get_peft_model(model, config)
     except ValueError as err:
         raise InvalidInput("lora.target_modules", str(err).splitlines()[0]) from None
 
@@ -225,9 +229,20 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
 def _attach_adapter(base: Any, adapter_dir: str, *, trainable: bool) -> Any:
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(
-        base, str(Path(adapter_dir).expanduser()), is_trainable=trainable
-    )
+    with _quiet_peft_deprecations():
+        return PeftModel.from_pretrained(
+            base, str(Path(adapter_dir).expanduser()), is_trainable=trainable
+        )
+
+
+@contextmanager
+def _quiet_peft_deprecations() -> Iterator[None]:
+    """peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 deprecates
+    with a FutureWarning on every LoRA load: noise for users, nothing they can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
 
 
 def _align_generation_config(model: Any, tokenizer: Any) -> None:
