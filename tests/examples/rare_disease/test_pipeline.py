@@ -37,7 +37,8 @@ def checkpoints(tmp_path: Path, monkeypatch) -> Path:
 def test_best_validation_reward_wins_and_a_tie_keeps_the_earlier_step(
     checkpoints: Path,
 ) -> None:
-    chosen = pipeline.select_checkpoint(checkpoints, Path("valid.jsonl"), checkpoints.parent / "sel")
+    out = checkpoints.parent / "sel"
+    chosen = pipeline.select_checkpoint(checkpoints, Path("valid.jsonl"), out)
     assert (chosen / "model.safetensors").read_text() == "weights of step 10"
     assert not list(chosen.glob("trainer_state.*"))  # model files only, no optimizer state
     record = json.loads((checkpoints.parent / "selection.json").read_text())
