@@ -44,6 +44,7 @@ def build_untrained_model(
     out_dir: Path, textbook: Textbook, tokens: list[str], settings: BaseModelSettings, seed: int
 ) -> Path:
     """A random-init tiny Llama whose tokenizer knows the domain names as whole tokens."""
+    import torch
     from tokenizers import AddedToken
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,7 +66,11 @@ def build_untrained_model(
         [AddedToken(t, single_word=True, normalized=False, special=False) for t in tokens]
     )
     model = AutoModelForCausalLM.from_pretrained(out_dir)
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    # The new rows (every domain token) are drawn from torch's global RNG: seed it here, or
+    # the same seed gives a different base in every process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
