@@ -71,13 +71,13 @@ def save_checkpoint(
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The complete checkpoint with the highest step, or None (tmp dirs are ignored)."""
-    steps = sorted(_checkpoint_steps(checkpoints_dir))
+    steps = checkpoint_steps(checkpoints_dir)
     return checkpoints_dir / f"step-{steps[-1]}" if steps else None
 
 
 def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
     """Delete all but the `keep` newest checkpoints."""
-    for step in sorted(_checkpoint_steps(checkpoints_dir))[:-keep]:
+    for step in checkpoint_steps(checkpoints_dir)[:-keep]:
         shutil.rmtree(checkpoints_dir / f"step-{step}", ignore_errors=True)
 
 
@@ -96,11 +96,12 @@ def load_trainer_state(
     return document
 
 
-def _checkpoint_steps(checkpoints_dir: Path) -> list[int]:
+def checkpoint_steps(checkpoints_dir: Path) -> list[int]:
+    """Steps of the complete `step-N/` checkpoints, ascending (tmp dirs are ignored)."""
     if not checkpoints_dir.is_dir():
         return []
     matches = (_STEP_DIR.match(p.name) for p in checkpoints_dir.iterdir() if p.is_dir())
-    return [int(m.group(1)) for m in matches if m]
+    return sorted(int(m.group(1)) for m in matches if m)
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:

@@ -279,11 +279,12 @@ def select_checkpoint(checkpoints: Path, valid_file: Path, out: Path) -> Path:
     copied to `out` (no optimizer state) and every score goes to `selection.json`."""
     import shutil
 
+    from openrft.rl.checkpoint import checkpoint_steps
+
     scored = []
-    for path in sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1])):
-        metrics, report = evaluate_model(path, valid_file, progress=False)
-        scored.append({"step": int(path.name.split("-")[1]), "valid_reward": report.mean_reward,
-                       **metrics})
+    for step in checkpoint_steps(checkpoints):
+        metrics, report = evaluate_model(checkpoints / f"step-{step}", valid_file, progress=False)
+        scored.append({"step": step, "valid_reward": report.mean_reward, **metrics})
     if not scored:
         raise RuntimeError(f"no checkpoints to select from in {checkpoints}")
     best = max(scored, key=lambda r: (r["valid_reward"], -r["step"]))
