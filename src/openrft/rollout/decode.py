@@ -158,6 +158,7 @@ class TransformersForward:
         self.cache_name = _cache_argument_name(model)
         self.cache: Any = None
         self.mask = torch.empty(0)
+        self.length = 0  # positions in the cache
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor, extra: int) -> torch.Tensor:

@@ -75,10 +75,10 @@ class LlamaDecodeForward:
         # every query may see itself, so all-padding rows stay finite (their output is unused)
         own = torch.eye(length, dtype=torch.bool, device=input_ids.device)
         mask = causal & (key_valid[:, None, None, :] | own)
+        self.pad_bias = None  # no padding: decode steps need no mask at all
         if not bool(key_valid.all()):
-            bias = torch.zeros(rows, 1, 1, capacity, device=input_ids.device)
-            bias[:, 0, 0, :length].masked_fill_(~key_valid, float("-inf"))
-            self.pad_bias = bias
+            self.pad_bias = torch.zeros(rows, 1, 1, capacity, device=input_ids.device)
+            self.pad_bias[:, 0, 0, :length].masked_fill_(~key_valid, float("-inf"))
         self.keys, self.values, self.length = [], [], 0
         hidden = self._run(input_ids, positions, mask, capacity)
         return self._logits(hidden[:, -1])
