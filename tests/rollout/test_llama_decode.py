@@ -17,13 +17,10 @@ from transformers import (
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
 )
 from transformers.cache_utils import DynamicLayer
 
+from llama_family import ARCHITECTURES, build_model, left_padded_batch
 from openrft.rollout.decode import (
     BatchDecoder,
     DecodeSettings,
@@ -32,46 +29,9 @@ from openrft.rollout.decode import (
 )
 from openrft.rollout.llama_decode import LlamaDecodeForward, fast_decode_for
 
-SIZES = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-             num_attention_heads=4, max_position_embeddings=64)
-
-
-def _model(config_class, model_class, **overrides):
-    torch.manual_seed(0)
-    config = config_class(**{**SIZES, **overrides})
-    config._attn_implementation = "sdpa"
-    model = model_class(config).eval()
-    with torch.no_grad():  # transformers initialises biases and norms to constants: vary them
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                param.add_(torch.randn_like(param) * 0.3)
-    return model
-
-
-ARCHITECTURES = {
-    "llama": lambda: _model(LlamaConfig, LlamaForCausalLM),
-    "llama_gqa_tied": lambda: _model(LlamaConfig, LlamaForCausalLM, num_key_value_heads=2,
-                                     tie_word_embeddings=True),
-    "qwen2_qkv_bias": lambda: _model(Qwen2Config, Qwen2ForCausalLM, num_key_value_heads=2),
-    "qwen3_qk_norm": lambda: _model(Qwen3Config, Qwen3ForCausalLM, num_key_value_heads=2,
-                                    head_dim=16),
-    "mistral_no_window": lambda: _model(MistralConfig, MistralForCausalLM, sliding_window=None,
-                                         num_key_value_heads=2),
-}
-
-
-def _batch() -> tuple[torch.Tensor, torch.Tensor]:
-    """Four left-padded prompts of lengths 7, 4, 7, 1 (pads are id 0)."""
-    generator = torch.Generator().manual_seed(3)
-    ids = torch.randint(3, 97, (4, 7), generator=generator)
-    mask = torch.ones(4, 7, dtype=torch.long)
-    mask[1, :3] = 0
-    mask[3, :6] = 0
-    return ids.masked_fill(mask == 0, 0), mask
-
 
 def _decode(model, fast: bool, max_tokens: int = 9):
-    ids, mask = _batch()
+    ids, mask = left_padded_batch()
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=[2],
                               min_tokens=max_tokens,
                               generator=torch.Generator().manual_seed(5))
@@ -95,7 +55,7 @@ def test_fast_decode_matches_the_transformers_forward(name: str) -> None:
 def test_fast_decode_logprobs_equal_a_cache_free_forward_of_each_row() -> None:
     """Independent of any cache: one plain forward over each row's real tokens."""
     model = ARCHITECTURES["qwen2_qkv_bias"]()
-    ids, mask = _batch()
+    ids, mask = left_padded_batch()
     out = _decode(model, True).output
     for row in range(ids.shape[0]):
         prompt = ids[row][mask[row].bool()]
@@ -130,7 +90,7 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> 
     """Under autocast the snapshot holds bf16 matmul weights (cast once, as autocast would
     cast them at every call); prefill and a decode step agree with transformers'."""
     model = ARCHITECTURES["llama_gqa_tied"]()
-    ids, mask = _batch()
+    ids, mask = left_padded_batch()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast_forward, reference_forward = fast_decode_for(model), TransformersForward(model)
@@ -145,8 +105,9 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> 
 
 
 @pytest.mark.parametrize("build", [
-    lambda: _model(MistralConfig, MistralForCausalLM, sliding_window=16, num_key_value_heads=2),
-    lambda: _model(LlamaConfig, LlamaForCausalLM, mlp_bias=True),
+    lambda: build_model(MistralConfig, MistralForCausalLM, sliding_window=16,
+                        num_key_value_heads=2),
+    lambda: build_model(LlamaConfig, LlamaForCausalLM, mlp_bias=True),
     lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4)).eval(),
 ], ids=["sliding_window", "mlp_bias", "gpt2"])
 def test_unsupported_models_fall_back_to_their_own_forward(build) -> None:

@@ -98,6 +98,11 @@ class ExpertSettings(_Strict):
     """Fraction of total steps with linear warmup from 0."""
     max_grad_norm: float = Field(default=1.0, gt=0)
     """Gradient clipping: global L2 norm cap."""
+    reuse_rollout_forward: bool = True
+    """On-policy updates (num_iterations 1, grad_accum_steps 1, fp32, no dropout) take
+    their forward pass from the HF rollout's recorded matmul outputs instead of running
+    the model again (rl/replay.py): the same gradients, one forward pass fewer, the
+    recorded outputs held in memory from sampling to the update. False: always rerun."""
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """Rollout engine. auto: vllm when available on a GPU, else hf."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -271,6 +276,7 @@ class ResolvedConfig:
     lr_schedule: Literal["constant", "linear", "cosine"]
     warmup_ratio: float
     max_grad_norm: float
+    reuse_rollout_forward: bool
     engine: Literal["auto", "hf", "vllm"]
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     scale_rewards: RewardScaling
@@ -345,6 +351,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         lr_schedule=ex.lr_schedule,
         warmup_ratio=ex.warmup_ratio,
         max_grad_norm=ex.max_grad_norm,
+        reuse_rollout_forward=ex.reuse_rollout_forward,
         engine=ex.engine,
         precision=ex.precision,
         scale_rewards=ex.scale_rewards,

@@ -85,27 +85,29 @@ def completion_logprobs(
 
 
 class SelectedLogProbs(torch.autograd.Function):
-    """log_softmax(logits[:, :-1])[targets], the log-normaliser and, when asked, the
-    entropy, with a hand-fused backward: d logp / d logits = onehot(target) - softmax.
+    """log_softmax(logits[:, :C])[targets] for (N, C) targets, the log-normaliser and,
+    when asked, the entropy, with a hand-fused backward: d logp / d logits = onehot - softmax.
 
     Why by hand: at small model sizes every pass over the (N, C, V) logits costs about as
     much as a transformer layer, and autograd's gather + logsumexp + slice chain makes
     several. Here the forward keeps only the softmax (computed once, shared with the
-    entropy) and the backward writes one (N, C+1, V) buffer from it.
+    entropy) and the backward writes one logits-shaped buffer from it.
     """
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor,
                 with_entropy: bool) -> Any:
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # (N, C, V), one fused kernel
+        scored = logits[:, : targets.shape[1]]  # (N, C, V) of C or more positions
+        log_probs = torch.log_softmax(scored, dim=-1)  # (N, C, V), one fused kernel
         logp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, C)
-        log_normaliser = logits[:, :-1, 0] - log_probs[..., 0]  # (N, C)
+        log_normaliser = scored[..., 0] - log_probs[..., 0]  # (N, C)
         if with_entropy:  # H = -sum p log p, a batched dot product (no (N, C, V) temporary)
             probs = torch.exp(log_probs)
             entropy = -torch.einsum("ncv,ncv->nc", probs, log_probs)
         else:
             probs, entropy = log_probs.exp_(), log_normaliser.new_empty(0)
         ctx.save_for_backward(probs, targets)
+        ctx.positions = logits.shape[1]
         ctx.mark_non_differentiable(log_normaliser, entropy)
         return logp, log_normaliser, entropy
 
@@ -113,10 +115,10 @@ class SelectedLogProbs(torch.autograd.Function):
     def backward(ctx: Any, grad_logp: torch.Tensor, *_unused: Any) -> Any:
         probs, targets = ctx.saved_tensors
         rows, columns, vocab = probs.shape
-        grad = probs.new_empty((rows, columns + 1, vocab))
-        torch.mul(probs, -grad_logp.unsqueeze(-1), out=grad[:, :-1])
-        grad[:, :-1].scatter_add_(-1, targets.unsqueeze(-1), grad_logp.unsqueeze(-1))
-        grad[:, -1].zero_()  # the last position predicts nothing that is scored
+        grad = probs.new_empty((rows, ctx.positions, vocab))
+        torch.mul(probs, -grad_logp.unsqueeze(-1), out=grad[:, :columns])
+        grad[:, :columns].scatter_add_(-1, targets.unsqueeze(-1), grad_logp.unsqueeze(-1))
+        grad[:, columns:].zero_()  # positions past the targets predict nothing scored
         return grad, None, None
 
 

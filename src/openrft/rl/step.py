@@ -20,7 +20,10 @@ from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
+from openrft.rl.replay import replay_supported, tape_logprobs
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.hf import HFRolloutEngine
+from openrft.rollout.llama_decode import ForwardTape
 
 
 @dataclass
@@ -105,15 +108,18 @@ class UpdateStats:
     clip_fraction: float  # fraction of tokens where the clip was the active branch
     loss: float  # mean of the optimized loss over iterations
     grad_norm: float  # pre-clipping global gradient norm (last iteration)
+    replayed: bool = False  # the forward pass came from the rollout's tape
 
 
 def update_policy(
-    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor
+    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
+    tapes: list[ForwardTape] | None = None,
 ) -> UpdateStats:
     """num_iterations optimizer steps on one sampled batch, micro-batched for memory.
 
     num_iterations == 1 is on-policy: the old log-probs are the current ones detached
-    (ratio exactly 1), so no extra forward pass is spent on them.
+    (ratio exactly 1), so no extra forward pass is spent on them. `tapes` (the rollout's
+    recorded forward, see rl/replay.py) replace the policy's forward pass when given.
     """
     model = policy.model
     n = batch.input_ids.shape[0]
@@ -130,7 +136,7 @@ def update_policy(
     losses, kl, entropy, clip, grad_norm = [], 0.0, 0.0, 0.0, 0.0
     for iteration in range(cfg.num_iterations):
         totals = _accumulate_gradients(
-            policy, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0
+            policy, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0, tapes
         )
         grad_norm = float(torch.nn.utils.clip_grad_norm_(_trainable(model), cfg.max_grad_norm))
         policy.optimizer.step()
@@ -142,7 +148,8 @@ def update_policy(
         if iteration == 0:
             entropy = totals["entropy"] / max(totals["tokens"], 1.0)
     model.eval()
-    return UpdateStats(kl, entropy, clip, sum(losses) / len(losses), grad_norm)
+    return UpdateStats(kl, entropy, clip, sum(losses) / len(losses), grad_norm,
+                       bool(totals["replayed"]))
 
 
 def _accumulate_gradients(
@@ -154,19 +161,29 @@ def _accumulate_gradients(
     ref_logp: torch.Tensor | None,  # (N, C) or None (beta == 0)
     sizes: BatchSizes,
     with_entropy: bool,
+    tapes: list[ForwardTape] | None = None,
 ) -> dict[str, float]:
-    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
+    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's.
+    With `tapes` (one micro-batch only) the forward is replayed from the rollout's."""
     model = policy.model
     n = batch.input_ids.shape[0]
     micro = -(-n // cfg.grad_accum_steps)  # ceil
-    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tokens": 0.0, "entropy": 0.0}
+    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tokens": 0.0, "entropy": 0.0,
+              "replayed": 0.0}
     device = next(model.parameters()).device
     for start in range(0, n, micro):
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
         mask = mb.completion_mask.to(device)  # (n, C)
-        with _forward_precision(policy):
-            logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
+        replayed = None
+        if tapes is not None and micro >= n:
+            replayed = tape_logprobs(model, tapes, mb, cfg.temperature, with_entropy)
+        if replayed is not None:
+            logp, entropy = replayed
+            totals["replayed"] = 1.0
+        else:
+            with _forward_precision(policy):
+                logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
         out = policy_loss(
             logp,
             logp.detach() if old_logp is None else old_logp[rows],
@@ -187,6 +204,14 @@ def _accumulate_gradients(
         if entropy is not None:
             totals["entropy"] += float((entropy * mask).sum())
     return totals
+
+
+def _replay_possible(ctx: StepContext) -> bool:
+    """Whether to record the rollout's forward for the update (see rl/replay.py)."""
+    cfg, policy = ctx.cfg, ctx.policy
+    return (cfg.reuse_rollout_forward
+            and replay_supported(policy.model, cfg.num_iterations, cfg.grad_accum_steps,
+                                 policy.autocast_dtype))
 
 
 def _trainable(model: Any) -> list[torch.nn.Parameter]:
@@ -211,8 +236,12 @@ def run_step(
     params = replace(ctx.params, seed=derived_seed(cfg.seed, step, TRAIN_SAMPLING))
 
     ctx.policy.model.eval()
+    tapes = None
     with _forward_precision(ctx.policy):
-        samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
+        if isinstance(ctx.engine, HFRolloutEngine) and _replay_possible(ctx):
+            samples, tapes = ctx.engine.generate_recorded(prompts, cfg.group_size, params)
+        else:
+            samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
     sampled = time.perf_counter()
 
     grades = grade_samples(ctx.reward_fn, samples, items)
@@ -223,7 +252,8 @@ def run_step(
 
     batch = pack_samples(samples, ctx.policy.pad_token_id)
     learning_rate = ctx.policy.scheduler.get_last_lr()[0]
-    stats = update_policy(ctx.policy, cfg, batch, advantages)
+    stats = update_policy(ctx.policy, cfg, batch, advantages, tapes)
+    del tapes  # the recorded forward is only valid for these weights
     ctx.engine.sync_weights(ctx.policy.model)
     finished = time.perf_counter()
 
@@ -237,6 +267,7 @@ def run_step(
         "clip_fraction": stats.clip_fraction,
         "loss": stats.loss,
         "grad_norm": stats.grad_norm,
+        "forward_replayed": stats.replayed,
         "learning_rate": learning_rate,
         "completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
         "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from openrft.rollout.llama_decode import fast_decode_for
+from openrft.rollout.llama_decode import ForwardTape, fast_decode_for
 from openrft.rollout.sampling import choose_tokens
 
 
@@ -75,6 +75,7 @@ class BatchDecoder:
         attention_mask: torch.Tensor,  # (R, P) 1 for real tokens
         settings: DecodeSettings,
         fast_decode: bool = True,
+        record: bool = False,  # keep the forward's matmul outputs (`tape`) for the update
     ) -> None:
         self.model = model
         self.input_ids = input_ids
@@ -88,7 +89,15 @@ class BatchDecoder:
         self.stopped = torch.zeros(rows, dtype=torch.bool, device=device)
         self.eos_ids = torch.tensor(settings.eos_ids, dtype=torch.long, device=device)
         self.in_think, self.think_count = self._initial_think_state()
-        self.forward = (fast_decode and fast_decode_for(model)) or TransformersForward(model)
+        fast = fast_decode_for(model, record) if fast_decode else None
+        self.forward = fast or TransformersForward(model)
+
+    @property
+    def tape(self) -> ForwardTape | None:
+        """The recorded forward of the finished loop; None unless `record` was asked and the
+        lean Llama forward ran (the transformers fallback records nothing)."""
+        tape = getattr(self.forward, "tape", None)
+        return None if tape is None else tape.truncated()
 
     @property
     def output(self) -> DecodeOutput:

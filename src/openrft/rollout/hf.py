@@ -16,6 +16,7 @@ import torch
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
 from openrft.rollout.engine import GenerationParams, Messages, Sample
+from openrft.rollout.llama_decode import ForwardTape
 
 
 class HFRolloutEngine:
@@ -37,17 +38,32 @@ class HFRolloutEngine:
 
     def generate(self, prompts: list[Messages], n: int, params: GenerationParams) -> list[Sample]:
         """len(prompts) * n samples, prompt-major (all samples of prompt 0 first)."""
+        return self._generate(prompts, n, params, record=False)[0]
+
+    def generate_recorded(
+        self, prompts: list[Messages], n: int, params: GenerationParams
+    ) -> tuple[list[Sample], list[ForwardTape] | None]:
+        """`generate`, plus the forward pass each decode chunk ran (rows in sample order),
+        for an on-policy update to reuse (`rl.replay`); None when the model is one the
+        lean Llama forward does not cover (nothing is recorded then)."""
+        return self._generate(prompts, n, params, record=True)
+
+    def _generate(
+        self, prompts: list[Messages], n: int, params: GenerationParams, record: bool
+    ) -> tuple[list[Sample], list[ForwardTape] | None]:
         check_params(n, params)
         prompt_ids = [self.render_prompt(m, f"prompts[{i}]") for i, m in enumerate(prompts)]
         rows = [ids for ids in prompt_ids for _ in range(n)]
         generator = _generator(params.seed, self._device)
         chunk = self.max_batch_rows or max(len(rows), 1)
         samples: list[Sample] = []
+        tapes: list[ForwardTape | None] = []
         for start in range(0, len(rows), chunk):
             chunk_rows = rows[start : start + chunk]
-            decoder = self._decoder(chunk_rows, params, generator)
+            decoder = self._decoder(chunk_rows, params, generator, record)
             for _ in decoder:
                 pass
+            tapes.append(decoder.tape)
             out = decoder.output
             tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
             lengths, stopped = out.lengths.tolist(), out.stopped.tolist()
@@ -62,7 +78,8 @@ class HFRolloutEngine:
                         params=params,
                     )
                 )
-        return samples
+        recorded = [t for t in tapes if t is not None]
+        return samples, recorded if record and len(recorded) == len(tapes) else None
 
     def stream_chat(
         self, messages: Messages, params: GenerationParams, *, include_reasoning: bool = False
@@ -93,7 +110,8 @@ class HFRolloutEngine:
         return next(self.model.parameters()).device
 
     def _decoder(
-        self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None
+        self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None,
+        record: bool = False,
     ) -> BatchDecoder:
         batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
         settings = DecodeSettings(
@@ -110,9 +128,8 @@ class HFRolloutEngine:
             reasoning_budget=params.reasoning_budget,
         )
         device = self._device
-        return BatchDecoder(
-            self.model, batch["input_ids"].to(device), batch["attention_mask"].to(device), settings
-        )
+        return BatchDecoder(self.model, batch["input_ids"].to(device),
+                            batch["attention_mask"].to(device), settings, record=record)
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

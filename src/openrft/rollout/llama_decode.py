@@ -16,7 +16,7 @@ None and the decoder falls back to the transformers forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,17 +41,53 @@ class _Block:
     down: torch.Tensor
 
 
+@dataclass
+class LayerRecord:
+    """The outputs of one block's four matmuls at every position a rollout ran."""
+
+    qkv: torch.Tensor  # (R, L, (heads + 2 * kv_heads) * head_dim), bias included
+    out: torch.Tensor  # (R, L, hidden) attention output projection
+    gate_up: torch.Tensor  # (R, L, 2 * intermediate)
+    down: torch.Tensor  # (R, L, hidden)
+
+
+@dataclass
+class ForwardTape:
+    """What a recorded rollout computed, so that an on-policy update can take its forward
+    pass from here instead of running the model again (`rl.replay`).
+
+    Columns are the decode's own: P left-padded prompt positions, then one per token fed
+    back. Logit row t is the distribution completion token t was sampled from.
+    """
+
+    input_ids: torch.Tensor  # (R, L) prompt then the completion tokens fed back
+    positions: torch.Tensor  # (R, L) rotary positions (real tokens only are counted)
+    key_valid: torch.Tensor  # (R, L) bool: False at left padding
+    prompt_length: int  # P
+    layers: list[LayerRecord] = field(default_factory=list)
+    logits: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # (R, T, V)
+    length: int = 0  # positions run so far
+    steps: int = 0  # logit rows written so far
+
+    def truncated(self) -> ForwardTape:
+        """The tape cut to what was run (the buffers were sized for max_tokens)."""
+        cut = [LayerRecord(*(getattr(r, f)[:, : self.length] for f in
+                             ("qkv", "out", "gate_up", "down"))) for r in self.layers]
+        return ForwardTape(self.input_ids[:, : self.length], self.positions[:, : self.length],
+                           self.key_valid[:, : self.length], self.prompt_length, cut,
+                           self.logits[:, : self.steps], self.length, self.steps)
+
+
 class LlamaDecodeForward:
-    """prefill(...) then step(...) repeatedly; both return last-position logits (R, V)."""
+    """prefill(...) then step(...) repeatedly; both return last-position logits (R, V).
+    With `record`, every matmul output is also kept in `tape` (see ForwardTape)."""
 
     @torch.no_grad()  # a snapshot of the weights for this rollout, outside any graph
-    def __init__(self, model: Any) -> None:
-        base = _unwrap(model)
+    def __init__(self, model: Any, record: bool = False) -> None:
+        base = unwrap_peft(model)
         config, inner = base.config, base.model
         self.eps = config.rms_norm_eps
-        self.heads = config.num_attention_heads
-        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.heads, self.kv_heads, self.head_dim = attention_shape(config)
         self.scale = inner.layers[0].self_attn.scaling
         self.rotary = inner.rotary_emb
         self.embed = inner.embed_tokens.weight
@@ -64,6 +100,8 @@ class LlamaDecodeForward:
         self.values: list[torch.Tensor] = []
         self.length = 0
         self.pad_bias: torch.Tensor | None = None  # (R, 1, 1, capacity) -inf at padding
+        self.record = record
+        self.tape: ForwardTape | None = None
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor, extra: int) -> torch.Tensor:
@@ -80,6 +118,8 @@ class LlamaDecodeForward:
             self.pad_bias = torch.zeros(rows, 1, 1, capacity, device=input_ids.device)
             self.pad_bias[:, 0, 0, :length].masked_fill_(~key_valid, float("-inf"))
         self.keys, self.values, self.length = [], [], 0
+        if self.record:
+            self.tape = _new_tape(input_ids, positions, key_valid, capacity)
         hidden = self._run(input_ids, positions, mask, capacity)
         return self._logits(hidden[:, -1])
 
@@ -88,6 +128,9 @@ class LlamaDecodeForward:
         mask = None
         if self.pad_bias is not None:
             mask = self.pad_bias[..., : self.length + 1]
+        if self.tape is not None:
+            self.tape.input_ids[:, self.length] = tokens
+            self.tape.positions[:, self.length] = positions
         hidden = self._run(tokens[:, None], positions[:, None], mask, 0)
         return self._logits(hidden[:, -1])
 
@@ -99,7 +142,8 @@ class LlamaDecodeForward:
         start, end = self.length, self.length + length
         for index, block in enumerate(self.blocks):
             h = F.rms_norm(x, x.shape[-1:], block.input_norm, self.eps)
-            qkv = F.linear(h, block.qkv, block.qkv_bias).view(rows, length, -1, self.head_dim)
+            qkv_out = F.linear(h, block.qkv, block.qkv_bias)
+            qkv = qkv_out.view(rows, length, -1, self.head_dim)
             q, k, v = qkv.split([self.heads, self.kv_heads, self.kv_heads], dim=2)
             if block.q_norm is not None and block.k_norm is not None:
                 q = F.rms_norm(q, q.shape[-1:], block.q_norm, self.eps)
@@ -116,21 +160,75 @@ class LlamaDecodeForward:
                 q, self.keys[index][:, :, :end], self.values[index][:, :, :end],
                 attn_mask=attn_mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads,
             )
-            x = x + F.linear(attn.transpose(1, 2).reshape(rows, length, -1), block.out)
+            out = F.linear(attn.transpose(1, 2).reshape(rows, length, -1), block.out)
+            x = x + out
             h = F.rms_norm(x, x.shape[-1:], block.post_norm, self.eps)
-            gate, up = F.linear(h, block.gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, block.down)
+            gate_up = F.linear(h, block.gate_up)
+            gate, up = gate_up.chunk(2, dim=-1)
+            down = F.linear(F.silu(gate) * up, block.down)
+            x = x + down
+            if self.tape is not None:
+                _write(self.tape, index, start, end, capacity, (qkv_out, out, gate_up, down))
         self.length = end
+        if self.tape is not None:
+            self.tape.length = end
         return x
 
     def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         h = F.rms_norm(last_hidden, last_hidden.shape[-1:], self.final_norm, self.eps)
-        return F.linear(h, self.lm_head, self.lm_head_bias)
+        logits = F.linear(h, self.lm_head, self.lm_head_bias)
+        tape = self.tape
+        if tape is not None:
+            if tape.steps == 0:  # room for one row per position a token can be sampled at
+                steps = tape.input_ids.shape[1] - tape.prompt_length
+                tape.logits = _plain_empty(logits, (logits.shape[0], steps, logits.shape[1]))
+            tape.logits[:, tape.steps] = logits
+            tape.steps += 1
+        return logits
 
 
-def fast_decode_for(model: Any) -> LlamaDecodeForward | None:
+def _plain_empty(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised buffer that autograd may use later: the decode loop runs under
+    inference mode, whose own tensors can never be saved for backward."""
+    with torch.inference_mode(False):
+        return like.new_empty(shape)
+
+
+def _new_tape(input_ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor,
+              capacity: int) -> ForwardTape:
+    rows, length = input_ids.shape
+    with torch.inference_mode(False):
+        tape = ForwardTape(input_ids.new_zeros(rows, capacity),
+                           positions.new_zeros(rows, capacity),
+                           key_valid.new_ones(rows, capacity), length)
+    tape.input_ids[:, :length] = input_ids
+    tape.positions[:, :length] = positions
+    tape.key_valid[:, :length] = key_valid
+    return tape
+
+
+def _write(tape: ForwardTape, index: int, start: int, end: int, capacity: int,
+           outputs: tuple[torch.Tensor, ...]) -> None:
+    """Copy one block's matmul outputs into its record (allocated at the prefill)."""
+    if capacity:
+        tape.layers.append(LayerRecord(*(_plain_empty(o, (o.shape[0], capacity, o.shape[-1]))
+                                         for o in outputs)))
+    record = tape.layers[index]
+    for buffer, value in zip((record.qkv, record.out, record.gate_up, record.down), outputs,
+                             strict=True):
+        buffer[:, start:end] = value
+
+
+def attention_shape(config: Any) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dim) of a Llama-family config."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return heads, kv_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
+
+
+def fast_decode_for(model: Any, record: bool = False) -> LlamaDecodeForward | None:
     """The lean forward when `model` is one it reproduces exactly, else None."""
-    base = _unwrap(model)
+    base = unwrap_peft(model)
     config = getattr(base, "config", None)
     if config is None or getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return None
@@ -146,7 +244,7 @@ def fast_decode_for(model: Any) -> LlamaDecodeForward | None:
     inner = getattr(base, "model", None)
     if inner is None or not hasattr(inner, "rotary_emb") or not hasattr(base, "lm_head"):
         return None
-    if _is_adapted(inner.embed_tokens):
+    if is_lora_layer(inner.embed_tokens):
         return None
     for layer in inner.layers:
         attn, mlp = layer.self_attn, layer.mlp
@@ -157,13 +255,13 @@ def fast_decode_for(model: Any) -> LlamaDecodeForward | None:
         if any(_bias(m) is not None for m in [attn.o_proj, mlp.gate_proj, mlp.up_proj,
                                                mlp.down_proj]):
             return None
-    return LlamaDecodeForward(model)
+    return LlamaDecodeForward(model, record)
 
 
 def effective_weight(module: Any) -> torch.Tensor:
     """The weight a linear layer applies in eval mode: LoRA deltas of active, unmerged
     adapters added to the base weight (peft's own `get_delta_weight`)."""
-    if not _is_adapted(module):
+    if not is_lora_layer(module):
         return module.weight
     weight = module.base_layer.weight
     if module.merged or module.disable_adapters:
@@ -175,7 +273,7 @@ def effective_weight(module: Any) -> torch.Tensor:
 
 
 def _bias(module: Any) -> torch.Tensor | None:
-    return module.base_layer.bias if _is_adapted(module) else module.bias
+    return module.base_layer.bias if is_lora_layer(module) else module.bias
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -215,18 +313,20 @@ def _gather_block(layer: Any, matmul_dtype: torch.dtype | None) -> _Block:
     )
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_peft(model: Any) -> Any:
+    """The transformers model inside a peft wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _is_adapted(module: Any) -> bool:
+def is_lora_layer(module: Any) -> bool:
+    """A peft LoRA layer wrapping a base layer."""
     return hasattr(module, "base_layer") and hasattr(module, "lora_A")
 
 
 def _plain_or_lora(module: Any) -> bool:
-    if isinstance(module, torch.nn.Linear) and not _is_adapted(module):
+    if isinstance(module, torch.nn.Linear) and not is_lora_layer(module):
         return True
-    if not _is_adapted(module) or not isinstance(module.base_layer, torch.nn.Linear):
+    if not is_lora_layer(module) or not isinstance(module.base_layer, torch.nn.Linear):
         return False
     if any(getattr(module, "use_dora", {}).values()):
         return False

@@ -1,0 +1,212 @@
+"""On-policy log-probs from the rollout's own forward pass: the update skips its forward.
+
+Why: with one optimizer step per sampled batch (num_iterations == 1) the weights that
+sampled a batch are the weights the update differentiates, so the rollout has already
+run every matmul of the update's forward pass, one token at a time. `llama_decode`
+records their outputs (`ForwardTape`); here the forward is rebuilt under autograd from
+them. The matmuls are not run again: `RecordedLinear` returns the recorded output and
+only does the backward. What is recomputed is the cheap part: embedding, norms, rotary,
+attention, SwiGLU and residual sums. The gradients are those of the ordinary forward
+(tests/rl/test_replay.py checks them against it, full and LoRA).
+
+It applies when the update is the plain on-policy one: one iteration, one micro-batch, no
+autocast, no dropout, adapters unmerged. Otherwise `replay_supported` says no and the
+update runs its own forward as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from openrft.rl.logprobs import SelectedLogProbs, TokenBatch
+from openrft.rollout.llama_decode import ForwardTape, attention_shape, is_lora_layer, unwrap_peft
+
+
+class RecordedLinear(torch.autograd.Function):
+    """F.linear(x, weight, bias) plus LoRA adapters, whose value is already known
+    (`output`): the forward returns it, the backward is the layer's own.
+
+    `adapters` lists (first output row, last output row, scale) per adapter and `lora`
+    holds its (A, B) weights in the same order: rows [first, last) of the output get
+    scale * x @ A^T @ B^T. Their gradients never form the (out, in) product B @ A.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                output: torch.Tensor, adapters: list[tuple[int, int, float]],
+                *lora: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, *lora)
+        ctx.adapters = adapters
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        x, weight, *lora = ctx.saved_tensors
+        flat_grad = grad.reshape(-1, grad.shape[-1])  # (rows, out)
+        flat_x = x.reshape(-1, x.shape[-1])  # (rows, in)
+        needs = ctx.needs_input_grad
+        grad_x = flat_grad @ weight if needs[0] else None
+        grad_weight = flat_grad.T @ flat_x if needs[1] else None
+        grad_bias = flat_grad.sum(dim=0) if needs[2] else None
+        grad_lora: list[torch.Tensor | None] = []
+        for (first, last, scale), a, b in zip(ctx.adapters, lora[::2], lora[1::2], strict=True):
+            grad_out = flat_grad[:, first:last]  # (rows, out_m)
+            grad_low = grad_out @ b  # (rows, r): the gradient at A's output, unscaled
+            grad_lora.append(grad_low.T @ flat_x * scale if a.requires_grad else None)
+            grad_lora.append(grad_out.T @ (flat_x @ a.T) * scale if b.requires_grad else None)
+            if grad_x is not None:
+                grad_x.addmm_(grad_low, a, alpha=scale)
+        if grad_x is not None:
+            grad_x = grad_x.view_as(x)
+        return grad_x, grad_weight, grad_bias, None, None, *grad_lora
+
+
+def replay_supported(model: Any, num_iterations: int, micro_batches: int,
+                     autocast_dtype: torch.dtype | None) -> bool:
+    """Whether an update may take its forward from the rollout's tape: the weights must
+    not change between the two (one iteration, one micro-batch) and the update's forward
+    must compute what the rollout's did (no autocast, no dropout, no merged adapters)."""
+    if num_iterations != 1 or micro_batches != 1 or autocast_dtype is not None:
+        return False
+    base = unwrap_peft(model)
+    if getattr(base.config, "attention_dropout", 0.0):
+        return False
+    for module in model.modules():
+        if is_lora_layer(module):
+            if module.merged or any(isinstance(d, torch.nn.Dropout) and d.p > 0
+                                    for d in module.lora_dropout.values()):
+                return False
+            if any(b.bias is not None for b in module.lora_B.values()):
+                return False
+    return True
+
+
+def tape_logprobs(
+    model: Any, tapes: Sequence[ForwardTape], batch: TokenBatch, temperature: float,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(N, C) log-probs (and entropy) of `batch`'s completions from the tapes of the
+    rollout that sampled them (decode chunks, rows in order); None when the tapes do not
+    hold exactly these rows and tokens, so the caller runs the ordinary forward. The
+    tapes are used up: a tape is only valid for the weights that recorded it."""
+    c = batch.completion_length
+    targets = batch.input_ids[:, -c:]
+    mask = batch.completion_mask.bool()
+    if sum(t.input_ids.shape[0] for t in tapes) != targets.shape[0]:
+        return None
+    spans, start = [], 0
+    for tape in tapes:
+        rows = slice(start, start + tape.input_ids.shape[0])
+        start = rows.stop
+        columns = min(c, tape.steps)
+        fed = tape.input_ids[:, tape.prompt_length:]  # completion tokens 0..steps-2
+        shared = min(columns, fed.shape[1])
+        if bool(mask[rows, columns:].any()) or not bool(
+            ((fed[:, :shared] == targets[rows, :shared]) | ~mask[rows, :shared]).all()
+        ):
+            return None
+        spans.append((rows, columns))
+    logps, entropies = [], []
+    for tape, (rows, columns) in zip(tapes, spans, strict=True):
+        logp, entropy = replay_logprobs(model, tape, targets[rows, :columns], temperature,
+                                        with_entropy)
+        logps.append(F.pad(logp, (0, c - columns)))
+        if entropy is not None:
+            entropies.append(F.pad(entropy, (0, c - columns)))
+    return torch.cat(logps), torch.cat(entropies) if with_entropy else None
+
+
+def replay_logprobs(
+    model: Any, tape: ForwardTape, targets: torch.Tensor, temperature: float,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # (R, C), (R, C) or None
+    """log p(targets) at the first C completion positions of one tape, differentiable
+    with respect to the model's trainable weights. The tape is used up (emptied)."""
+    base = unwrap_peft(model)
+    inner, eps = base.model, base.config.rms_norm_eps
+    heads, kv_heads, head_dim = attention_shape(base.config)
+    ids = tape.input_ids
+    rows, length = ids.shape
+    x = F.embedding(ids, inner.embed_tokens.weight)
+    cos, sin = inner.rotary_emb(x, tape.positions)
+    mask = _attention_mask(tape.key_valid)
+    if len(tape.layers) != len(inner.layers):
+        raise ValueError(f"the tape has {len(tape.layers)} layers, the model "
+                         f"{len(inner.layers)}")
+    for layer in inner.layers:
+        # Consume the tape as the graph is built: what the graph does not keep (q and k
+        # before rotary, the residual branches, the logits) is freed layer by layer.
+        record = tape.layers.pop(0)
+        attn, mlp = layer.self_attn, layer.mlp
+        h = F.rms_norm(x, x.shape[-1:], layer.input_layernorm.weight, eps)
+        qkv = _projection(h, [attn.q_proj, attn.k_proj, attn.v_proj], record.qkv)
+        q, k, v = qkv.view(rows, length, -1, head_dim).split([heads, kv_heads, kv_heads], 2)
+        if getattr(attn, "q_norm", None) is not None:
+            q = F.rms_norm(q, q.shape[-1:], attn.q_norm.weight, eps)
+            k = F.rms_norm(k, k.shape[-1:], attn.k_norm.weight, eps)
+        q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+        v = v.transpose(1, 2).contiguous()  # a copy: attention keeps v, not all of qkv
+        del qkv
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None,
+            scale=attn.scaling, enable_gqa=kv_heads != heads,
+        )
+        x = x + _projection(out.transpose(1, 2).reshape(rows, length, -1), [attn.o_proj],
+                            record.out)
+        h = F.rms_norm(x, x.shape[-1:], layer.post_attention_layernorm.weight, eps)
+        gate, up = _projection(h, [mlp.gate_proj, mlp.up_proj], record.gate_up).chunk(2, -1)
+        x = x + _projection(F.silu(gate) * up, [mlp.down_proj], record.down)
+    start = tape.prompt_length - 1  # the position that predicts completion token 0
+    columns = targets.shape[1]
+    h = F.rms_norm(x[:, start : start + columns], x.shape[-1:], inner.norm.weight, eps)
+    recorded_logits, tape.logits = tape.logits, tape.logits.new_empty(0)
+    logits = _projection(h, [base.lm_head], recorded_logits[:, :columns])
+    del recorded_logits
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp, _, entropy = SelectedLogProbs.apply(logits, targets, with_entropy)
+    return logp, entropy if with_entropy else None
+
+
+def _attention_mask(key_valid: torch.Tensor) -> torch.Tensor | None:
+    """None (plain causal) without padding, else causal & valid keys; every query sees
+    itself so that padding rows stay finite, as in the decode's prefill."""
+    if bool(key_valid.all()):
+        return None
+    length = key_valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
+    own = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    return causal & (key_valid[:, None, None, :] | own)
+
+
+def _projection(x: torch.Tensor, modules: list[Any], recorded: torch.Tensor) -> torch.Tensor:
+    """The recorded output of the concatenated linear `modules` applied to x, with the
+    gradient of their live weights (base weights and any active LoRA adapters)."""
+    plain = [m.base_layer if is_lora_layer(m) else m for m in modules]
+    weight = _joined([m.weight for m in plain])
+    biases = [m.bias for m in plain]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = _joined([b if b is not None else m.weight.new_zeros(m.weight.shape[0])
+                        for b, m in zip(biases, plain, strict=True)])
+    adapters: list[tuple[int, int, float]] = []
+    lora: list[torch.Tensor] = []
+    first = 0
+    for module, layer in zip(modules, plain, strict=True):
+        last = first + layer.weight.shape[0]
+        if is_lora_layer(module) and not module.disable_adapters:
+            for name in module.active_adapters:
+                if name in module.lora_A:
+                    adapters.append((first, last, float(module.scaling[name])))
+                    lora += [module.lora_A[name].weight, module.lora_B[name].weight]
+        first = last
+    return RecordedLinear.apply(x, weight, bias, recorded, adapters, *lora)
+
+
+def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)

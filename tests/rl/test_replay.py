@@ -1,0 +1,153 @@
+"""The update's forward replayed from the rollout's tape against the ordinary forward.
+
+The oracle is `completion_logprobs`, the update's own forward through the transformers
+modules: for every architecture the lean decode covers, with left padding, rows that end
+early and a sampling temperature, the replayed log-probs, entropies and every trainable
+weight's gradient must match it to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llama_family import ARCHITECTURES, left_padded_batch
+from openrft.rl.config import config_from_dict, resolve
+from openrft.rl.logprobs import TokenBatch, completion_logprobs
+from openrft.rl.replay import replay_supported, tape_logprobs
+from openrft.rollout.decode import BatchDecoder, DecodeSettings
+
+TEMPERATURE = 0.7
+
+
+def _rollout(model, rows: slice = slice(None), max_tokens: int = 6):
+    """Decode the shared batch (rows `rows`) with recording; eos is common enough that
+    some rows end early. Returns (tape, prompt ids, prompt mask, tokens, lengths)."""
+    ids, mask = left_padded_batch()
+    ids, mask = ids[rows], mask[rows]
+    settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=list(range(2, 97, 6)),
+                              generator=torch.Generator().manual_seed(11))
+    decoder = BatchDecoder(model, ids, mask, settings, record=True)
+    for _ in decoder:
+        pass
+    return decoder.tape, ids, mask, decoder.output.tokens, decoder.output.lengths
+
+
+def _token_batch(ids, mask, tokens, lengths) -> TokenBatch:
+    """The trainer's layout: [left-padded prompt | completion | right padding]."""
+    columns = int(lengths.max())
+    completion_mask = (torch.arange(columns)[None] < lengths[:, None]).float()
+    return TokenBatch(torch.cat([ids, tokens[:, :columns]], 1),
+                      torch.cat([mask, completion_mask.long()], 1), completion_mask)
+
+
+def _gradients(model, logp, batch, weights) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    (logp * weights * batch.completion_mask).sum().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same_update(model, tapes, batch) -> None:
+    weights = torch.randn(batch.completion_mask.shape, generator=torch.Generator().manual_seed(1))
+    expected_logp, expected_entropy = completion_logprobs(model, batch, TEMPERATURE, True)
+    expected = _gradients(model, expected_logp, batch, weights)
+    replayed = tape_logprobs(model, tapes, batch, TEMPERATURE, True)
+    assert replayed is not None
+    logp, entropy = replayed
+    got = _gradients(model, logp, batch, weights)
+    mask = batch.completion_mask.bool()
+    torch.testing.assert_close(logp[mask], expected_logp[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy[mask], expected_entropy[mask], rtol=1e-5, atol=1e-5)
+    assert got.keys() == expected.keys() and expected
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_replayed_gradients_equal_the_ordinary_forward(name: str) -> None:
+    model = ARCHITECTURES[name]()
+    tape, ids, mask, tokens, lengths = _rollout(model)
+    assert lengths.min() < lengths.max()  # some rows ended early
+    _assert_same_update(model.train(), [tape], _token_batch(ids, mask, tokens, lengths))
+
+
+def test_lora_adapters_get_the_ordinary_gradients_and_the_base_none() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(ARCHITECTURES["qwen2_qkv_bias"](), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
+    with torch.no_grad():  # B starts at zero: make the adapters matter
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.2)
+    model.eval()
+    tape, ids, mask, tokens, lengths = _rollout(model)
+    batch = _token_batch(ids, mask, tokens, lengths)
+    _assert_same_update(model.train(), [tape], batch)
+
+
+def test_chunked_rollouts_replay_in_row_order() -> None:
+    model = ARCHITECTURES["llama"]()
+    first = _rollout(model, slice(0, 2))
+    second = _rollout(model, slice(2, 4))
+    # one batch of both chunks, in the trainer's layout (prompts padded to the same width)
+    ids, mask = left_padded_batch()
+    tokens = torch.zeros(4, 6, dtype=torch.long)
+    tokens[:2], tokens[2:] = first[3], second[3]
+    lengths = torch.cat([first[4], second[4]])
+    batch = _token_batch(ids, mask, tokens, lengths)
+    _assert_same_update(model.train(), [first[0], second[0]], batch)
+
+
+def test_tapes_of_other_completions_are_refused() -> None:
+    model = ARCHITECTURES["llama"]()
+    tape, ids, mask, tokens, lengths = _rollout(model)
+    other = tokens.clone()
+    other[0, 0] = (other[0, 0] + 1) % 97
+    assert tape_logprobs(model, [tape], _token_batch(ids, mask, other, lengths), 1.0,
+                         False) is None
+    short = _rollout(model, slice(0, 2))[0]  # fewer rows than the batch
+    assert tape_logprobs(model, [short], _token_batch(ids, mask, tokens, lengths), 1.0,
+                         False) is None
+
+
+def test_replay_only_for_plain_on_policy_updates() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    model = ARCHITECTURES["llama"]()
+    assert replay_supported(model, 1, 1, None)
+    assert not replay_supported(model, 2, 1, None)  # weights change between iterations
+    assert not replay_supported(model, 1, 2, None)  # micro-batches
+    assert not replay_supported(model, 1, 1, torch.bfloat16)  # autocast
+    dropout = get_peft_model(ARCHITECTURES["llama"](), LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj"]))
+    assert not replay_supported(dropout, 1, 1, None)
+    plain = get_peft_model(ARCHITECTURES["llama"](), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj"]))
+    assert replay_supported(plain, 1, 1, None)
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_a_step_with_the_replayed_forward_equals_one_without(make_config, finetune) -> None:
+    """Same seed, same samples: loss, gradient norm and entropy agree, whether the update
+    ran its own forward or replayed the rollout's."""
+    from openrft.graders.base import make_reward_fn
+    from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+    from openrft.rl.step import StepContext, run_step
+
+    metrics = {}
+    for reuse in (True, False):
+        config = config_from_dict(make_config(expert={
+            "finetune": finetune, "reuse_rollout_forward": reuse, "max_tokens": 6}))
+        cfg = resolve(config, n_train_rows=16, n_valid_rows=4)
+        policy, tokenizer, _ = build_policy(cfg, None)
+        reward_fn, _ = make_reward_fn(cfg.grader)
+        ctx = StepContext(cfg, policy, make_rollout_engine(cfg, policy.model, tokenizer),
+                          reward_fn, make_generation_params(cfg))
+        items = [{"messages": [{"role": "user", "content": f"q{i}"}], "target": "an"}
+                 for i in range(cfg.batch_size)]
+        metrics[reuse] = run_step(ctx, 1, items, [i["messages"] for i in items]).metrics
+    assert metrics[True]["forward_replayed"] and not metrics[False]["forward_replayed"]
+    for key in ("loss", "grad_norm", "entropy", "train_reward_mean"):
+        assert metrics[True][key] == pytest.approx(metrics[False][key], rel=1e-4, abs=1e-7), key
+    assert metrics[True]["grad_norm"] > 0
