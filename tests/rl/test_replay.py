@@ -16,18 +16,20 @@ from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, completion_logprobs
 from openrft.rl.replay import replay_supported, tape_logprobs
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
+from openrft.rollout.llama_decode import BufferPool
 
 TEMPERATURE = 0.7
 
 
-def _rollout(model, rows: slice = slice(None), max_tokens: int = 6):
+def _rollout(model, rows: slice = slice(None), max_tokens: int = 6, seed: int = 11,
+             pool: BufferPool | None = None):
     """Decode the shared batch (rows `rows`) with recording; eos is common enough that
     some rows end early. Returns (tape, prompt ids, prompt mask, tokens, lengths)."""
     ids, mask = left_padded_batch()
     ids, mask = ids[rows], mask[rows]
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=list(range(2, 97, 6)),
-                              generator=torch.Generator().manual_seed(11))
-    decoder = BatchDecoder(model, ids, mask, settings, record=True)
+                              generator=torch.Generator().manual_seed(seed))
+    decoder = BatchDecoder(model, ids, mask, settings, record=True, pool=pool)
     for _ in decoder:
         pass
     return decoder.tape, ids, mask, decoder.output.tokens, decoder.output.lengths
@@ -84,6 +86,18 @@ def test_lora_adapters_get_the_ordinary_gradients_and_the_base_none() -> None:
     tape, ids, mask, tokens, lengths = _rollout(model)
     batch = _token_batch(ids, mask, tokens, lengths)
     _assert_same_update(model.train(), [tape], batch)
+
+
+def test_a_pooled_tape_is_right_after_its_buffers_were_reused() -> None:
+    """The second rollout writes into the first one's buffers (fewer tokens this time, so
+    stale values lie past its end) and must still replay to the ordinary gradients."""
+    model = ARCHITECTURES["llama"]()
+    pool = BufferPool()
+    first = _rollout(model, max_tokens=8, pool=pool)
+    second = _rollout(model, max_tokens=5, seed=12, pool=pool)
+    assert second[0].logits.untyped_storage().data_ptr() == (
+        first[0].logits.untyped_storage().data_ptr())  # the same memory, reused
+    _assert_same_update(model.train(), [second[0]], _token_batch(*second[1:]))
 
 
 def test_chunked_rollouts_replay_in_row_order() -> None:
@@ -151,3 +165,21 @@ def test_a_step_with_the_replayed_forward_equals_one_without(make_config, finetu
     for key in ("loss", "grad_norm", "entropy", "train_reward_mean"):
         assert metrics[True][key] == pytest.approx(metrics[False][key], rel=1e-4, abs=1e-7), key
     assert metrics[True]["grad_norm"] > 0
+
+
+def test_an_engine_records_each_chunk_in_its_own_buffers(tiny_model) -> None:
+    """Chunked recorded rollouts (max_batch_rows) replay to the ordinary forward: no chunk
+    overwrote another's tape, and the tapes follow the samples' row order."""
+    from openrft.rl.logprobs import pack_samples
+    from openrft.rollout.engine import GenerationParams
+    from openrft.rollout.hf import HFRolloutEngine
+
+    model, tokenizer = tiny_model
+    engine = HFRolloutEngine(model, tokenizer, max_batch_rows=3)
+    prompts = [[{"role": "user", "content": text}] for text in ("hi", "a longer question")]
+    params = GenerationParams(max_tokens=5, seed=3)
+    engine.generate_recorded(prompts, 4, params)  # fill the pools once: reuse is tested
+    samples, tapes = engine.generate_recorded(prompts, 4, params)
+    assert tapes is not None and len(tapes) == 3  # 8 rows in chunks of 3
+    batch = pack_samples(samples, tokenizer.pad_token_id)
+    _assert_same_update(model.train(), tapes, batch)

@@ -30,8 +30,9 @@ from openrft.rollout.decode import (
 from openrft.rollout.llama_decode import LlamaDecodeForward, fast_decode_for
 
 
-def _decode(model, fast: bool, max_tokens: int = 9):
+def _decode(model, fast: bool, max_tokens: int = 9, repeats: int = 1):
     ids, mask = left_padded_batch()
+    ids, mask = ids.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=[2],
                               min_tokens=max_tokens,
                               generator=torch.Generator().manual_seed(5))
@@ -50,6 +51,27 @@ def test_fast_decode_matches_the_transformers_forward(name: str) -> None:
     assert torch.equal(fast.output.tokens, reference.output.tokens)
     torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
                                atol=1e-5, rtol=0)
+
+
+def test_repeated_prompts_are_prefilled_once_and_decode_as_if_distinct(monkeypatch) -> None:
+    """GRPO's layout (each prompt repeated): the prefill runs the 4 distinct prompts, and
+    the 12 rows sample exactly what the transformers forward samples for all 12."""
+    prefill_rows = []
+    run = LlamaDecodeForward._run
+
+    def counting_run(self, ids, *args, **kwargs):
+        if args[2]:  # capacity > 0: the prefill
+            prefill_rows.append(ids.shape[0])
+        return run(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaDecodeForward, "_run", counting_run)
+    model = ARCHITECTURES["llama_gqa_tied"]()
+    fast, reference = _decode(model, True, repeats=3), _decode(model, False, repeats=3)
+    assert prefill_rows == [4]
+    assert torch.equal(fast.output.tokens, reference.output.tokens)
+    torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
+                               atol=1e-5, rtol=0)
+    assert not torch.equal(fast.output.tokens[0], fast.output.tokens[1])  # rows sample apart
 
 
 def test_fast_decode_logprobs_equal_a_cache_free_forward_of_each_row() -> None:

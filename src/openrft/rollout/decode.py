@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from openrft.rollout.llama_decode import ForwardTape, fast_decode_for
+from openrft.rollout.llama_decode import BufferPool, ForwardTape, fast_decode_for
 from openrft.rollout.sampling import choose_tokens
 
 
@@ -76,6 +76,7 @@ class BatchDecoder:
         settings: DecodeSettings,
         fast_decode: bool = True,
         record: bool = False,  # keep the forward's matmul outputs (`tape`) for the update
+        pool: BufferPool | None = None,  # where a recording forward takes its buffers
     ) -> None:
         self.model = model
         self.input_ids = input_ids
@@ -89,7 +90,7 @@ class BatchDecoder:
         self.stopped = torch.zeros(rows, dtype=torch.bool, device=device)
         self.eos_ids = torch.tensor(settings.eos_ids, dtype=torch.long, device=device)
         self.in_think, self.think_count = self._initial_think_state()
-        fast = fast_decode_for(model, record) if fast_decode else None
+        fast = fast_decode_for(model, record, pool) if fast_decode else None
         self.forward = fast or TransformersForward(model)
 
     @property

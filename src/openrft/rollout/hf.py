@@ -16,7 +16,7 @@ import torch
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
 from openrft.rollout.engine import GenerationParams, Messages, Sample
-from openrft.rollout.llama_decode import ForwardTape
+from openrft.rollout.llama_decode import BufferPool, ForwardTape
 
 
 class HFRolloutEngine:
@@ -27,6 +27,7 @@ class HFRolloutEngine:
         self.tokenizer = tokenizer
         self.max_batch_rows = max_batch_rows  # None: all prompts x n in one batch
         self.completions = CompletionDecoder(tokenizer)
+        self._pools: list[BufferPool] = []  # one per decode chunk of recorded rollouts
 
     def sync_weights(self, model: Any) -> None:
         """The engine samples from the trained model object itself; adopt a replaced one."""
@@ -45,7 +46,8 @@ class HFRolloutEngine:
     ) -> tuple[list[Sample], list[ForwardTape] | None]:
         """`generate`, plus the forward pass each decode chunk ran (rows in sample order),
         for an on-policy update to reuse (`rl.replay`); None when the model is one the
-        lean Llama forward does not cover (nothing is recorded then)."""
+        lean Llama forward does not cover (nothing is recorded then). The tapes live in
+        buffers the next `generate_recorded` call reuses: consume them before it."""
         return self._generate(prompts, n, params, record=True)
 
     def _generate(
@@ -60,7 +62,12 @@ class HFRolloutEngine:
         tapes: list[ForwardTape | None] = []
         for start in range(0, len(rows), chunk):
             chunk_rows = rows[start : start + chunk]
-            decoder = self._decoder(chunk_rows, params, generator, record)
+            pool = None
+            if record:
+                chunk_index = start // chunk
+                self._pools += [BufferPool() for _ in range(chunk_index + 1 - len(self._pools))]
+                pool = self._pools[chunk_index]
+            decoder = self._decoder(chunk_rows, params, generator, record, pool)
             for _ in decoder:
                 pass
             tapes.append(decoder.tape)
@@ -111,7 +118,7 @@ class HFRolloutEngine:
 
     def _decoder(
         self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None,
-        record: bool = False,
+        record: bool = False, pool: BufferPool | None = None,
     ) -> BatchDecoder:
         batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
         settings = DecodeSettings(
@@ -129,7 +136,8 @@ class HFRolloutEngine:
         )
         device = self._device
         return BatchDecoder(self.model, batch["input_ids"].to(device),
-                            batch["attention_mask"].to(device), settings, record=record)
+                            batch["attention_mask"].to(device), settings, record=record,
+                            pool=pool)
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
