@@ -22,11 +22,12 @@ TEMPERATURE = 0.7
 
 
 def _rollout(model, rows: slice = slice(None), max_tokens: int = 6, seed: int = 11,
-             pool: BufferPool | None = None):
-    """Decode the shared batch (rows `rows`) with recording; eos is common enough that
-    some rows end early. Returns (tape, prompt ids, prompt mask, tokens, lengths)."""
+             pool: BufferPool | None = None, repeats: int = 1):
+    """Decode the shared batch (rows `rows`, each repeated `repeats` times as GRPO does)
+    with recording; eos is common enough that some rows end early. Returns (tape, prompt
+    ids, prompt mask, tokens, lengths)."""
     ids, mask = left_padded_batch()
-    ids, mask = ids[rows], mask[rows]
+    ids, mask = ids[rows].repeat_interleave(repeats, 0), mask[rows].repeat_interleave(repeats, 0)
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=list(range(2, 97, 6)),
                               generator=torch.Generator().manual_seed(seed))
     decoder = BatchDecoder(model, ids, mask, settings, record=True, pool=pool)
@@ -66,10 +67,19 @@ def _assert_same_update(model, tapes, batch) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_replayed_gradients_equal_the_ordinary_forward(name: str) -> None:
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_replayed_gradients_equal_the_ordinary_forward(name: str, repeats: int) -> None:
+    """Distinct prompts, and each prompt repeated (run once in the replay)."""
     model = ARCHITECTURES[name]()
-    tape, ids, mask, tokens, lengths = _rollout(model)
+    tape, ids, mask, tokens, lengths = _rollout(model, repeats=repeats)
     assert lengths.min() < lengths.max()  # some rows ended early
+    _assert_same_update(model.train(), [tape], _token_batch(ids, mask, tokens, lengths))
+
+
+def test_a_single_sampled_token_replays_from_the_prompt_alone() -> None:
+    model = ARCHITECTURES["qwen2_qkv_bias"]()
+    tape, ids, mask, tokens, lengths = _rollout(model, max_tokens=1, repeats=2)
+    assert tape.length == ids.shape[1]  # nothing was fed back
     _assert_same_update(model.train(), [tape], _token_batch(ids, mask, tokens, lengths))
 
 

@@ -17,6 +17,7 @@ update runs its own forward as before.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +25,13 @@ import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from openrft.rl.logprobs import SelectedLogProbs, TokenBatch
-from openrft.rollout.llama_decode import ForwardTape, attention_shape, is_lora_layer, unwrap_peft
+from openrft.rollout.llama_decode import (
+    ForwardTape,
+    attention_shape,
+    distinct_rows,
+    is_lora_layer,
+    unwrap_peft,
+)
 
 
 class RecordedLinear(torch.autograd.Function):
@@ -126,44 +133,65 @@ def replay_logprobs(
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (R, C), (R, C) or None
     """log p(targets) at the first C completion positions of one tape, differentiable
-    with respect to the model's trainable weights. The tape is used up (emptied)."""
+    with respect to the model's trainable weights. The tape is used up (emptied).
+
+    Prompts run once per distinct prompt, as in the decode's prefill: GRPO repeats each
+    one group_size times, and the repeats' gradients meet (summed) at its keys and values.
+    """
     base = unwrap_peft(model)
     inner, eps = base.model, base.config.rms_norm_eps
     heads, kv_heads, head_dim = attention_shape(base.config)
-    ids = tape.input_ids
-    rows, length = ids.shape
-    x = F.embedding(ids, inner.embed_tokens.weight)
-    cos, sin = inner.rotary_emb(x, tape.positions)
-    mask = _attention_mask(tape.key_valid)
     if len(tape.layers) != len(inner.layers):
         raise ValueError(f"the tape has {len(tape.layers)} layers, the model "
                          f"{len(inner.layers)}")
+    prompt = tape.prompt_length
+    first, copies = distinct_rows(torch.cat([tape.input_ids[:, :prompt],
+                                             tape.key_valid[:, :prompt].long()], dim=1))
+    parts = [_Part(first, slice(0, prompt)),  # the distinct prompts
+             _Part(slice(None), slice(prompt, tape.length))]  # every row's completion
+    masks = [_attention_mask(tape.key_valid[first, :prompt]),
+             _completion_mask(tape.key_valid, prompt)]
+    for part in parts:
+        part.x = F.embedding(tape.input_ids[part.rows, part.columns], inner.embed_tokens.weight)
+        part.rotary = inner.rotary_emb(part.x, tape.positions[part.rows, part.columns])
     for layer in inner.layers:
-        # Consume the tape as the graph is built: what the graph does not keep (q and k
-        # before rotary, the residual branches, the logits) is freed layer by layer.
         record = tape.layers.pop(0)
         attn, mlp = layer.self_attn, layer.mlp
-        h = F.rms_norm(x, x.shape[-1:], layer.input_layernorm.weight, eps)
-        qkv = _projection(h, [attn.q_proj, attn.k_proj, attn.v_proj], record.qkv)
-        q, k, v = qkv.view(rows, length, -1, head_dim).split([heads, kv_heads, kv_heads], 2)
-        if getattr(attn, "q_norm", None) is not None:
-            q = F.rms_norm(q, q.shape[-1:], attn.q_norm.weight, eps)
-            k = F.rms_norm(k, k.shape[-1:], attn.k_norm.weight, eps)
-        q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
-        v = v.transpose(1, 2).contiguous()  # a copy: attention keeps v, not all of qkv
-        del qkv
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None,
-            scale=attn.scaling, enable_gqa=kv_heads != heads,
-        )
-        x = x + _projection(out.transpose(1, 2).reshape(rows, length, -1), [attn.o_proj],
-                            record.out)
-        h = F.rms_norm(x, x.shape[-1:], layer.post_attention_layernorm.weight, eps)
-        gate, up = _projection(h, [mlp.gate_proj, mlp.up_proj], record.gate_up).chunk(2, -1)
-        x = x + _projection(F.silu(gate) * up, [mlp.down_proj], record.down)
-    start = tape.prompt_length - 1  # the position that predicts completion token 0
-    columns = targets.shape[1]
-    h = F.rms_norm(x[:, start : start + columns], x.shape[-1:], inner.norm.weight, eps)
+        attended = []
+        for part in parts:
+            rows, length = part.x.shape[:2]
+            h = F.rms_norm(part.x, part.x.shape[-1:], layer.input_layernorm.weight, eps)
+            qkv = _projection(h, [attn.q_proj, attn.k_proj, attn.v_proj], part.of(record.qkv))
+            qkv = qkv.view(rows, length, heads + 2 * kv_heads, head_dim)
+            q, k, v = qkv.split([heads, kv_heads, kv_heads], dim=2)
+            if getattr(attn, "q_norm", None) is not None:
+                q = F.rms_norm(q, q.shape[-1:], attn.q_norm.weight, eps)
+                k = F.rms_norm(k, k.shape[-1:], attn.k_norm.weight, eps)
+            q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *part.rotary)
+            attended.append((q, k, v.transpose(1, 2)))
+        (q_p, k_p, v_p), (q_c, k_c, v_c) = attended
+        keys = torch.cat([_copied(k_p, copies), k_c], dim=2)  # prompt keys, shared by repeats
+        values = torch.cat([_copied(v_p, copies), v_c], dim=2)
+        outs = [
+            F.scaled_dot_product_attention(q_p, k_p, v_p, attn_mask=masks[0],
+                                           is_causal=masks[0] is None, scale=attn.scaling,
+                                           enable_gqa=kv_heads != heads),
+            F.scaled_dot_product_attention(q_c, keys, values, attn_mask=masks[1],
+                                           scale=attn.scaling, enable_gqa=kv_heads != heads),
+        ]
+        for part, out in zip(parts, outs, strict=True):
+            rows, length = part.x.shape[:2]
+            out = out.transpose(1, 2).reshape(rows, length, heads * head_dim)
+            part.x = part.x + _projection(out, [attn.o_proj], part.of(record.out))
+            h = F.rms_norm(part.x, part.x.shape[-1:], layer.post_attention_layernorm.weight,
+                           eps)
+            gate, up = _projection(h, [mlp.gate_proj, mlp.up_proj],
+                                   part.of(record.gate_up)).chunk(2, -1)
+            part.x = part.x + _projection(F.silu(gate) * up, [mlp.down_proj],
+                                          part.of(record.down))
+    columns = targets.shape[1]  # the last prompt position predicts completion token 0
+    last = torch.cat([_copied(parts[0].x[:, -1:], copies), parts[1].x[:, : columns - 1]], 1)
+    h = F.rms_norm(last, last.shape[-1:], inner.norm.weight, eps)
     recorded_logits, tape.logits = tape.logits, tape.logits.new_empty(0)
     logits = _projection(h, [base.lm_head], recorded_logits[:, :columns])
     del recorded_logits
@@ -171,6 +199,31 @@ def replay_logprobs(
         logits = logits / temperature
     logp, _, entropy = SelectedLogProbs.apply(logits, targets, with_entropy)
     return logp, entropy if with_entropy else None
+
+
+@dataclass
+class _Part:
+    """Tape rows x columns run as one batch: the distinct prompts, or the completions."""
+
+    rows: torch.Tensor | slice
+    columns: slice
+    x: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # (rows, columns, hidden)
+    rotary: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
+
+    def of(self, recorded: torch.Tensor) -> torch.Tensor:
+        return recorded[self.rows, self.columns]
+
+
+def _copied(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
+    return values if copies is None else values[copies]
+
+
+def _completion_mask(key_valid: torch.Tensor, prompt: int) -> torch.Tensor:
+    """(R, 1, C, L) bool: completion query i sees the valid keys up to its own position."""
+    length = key_valid.shape[1]
+    keys = torch.arange(length, device=key_valid.device)
+    queries = torch.arange(prompt, length, device=key_valid.device)
+    return (key_valid[:, None, :] & (keys[None, :] <= queries[:, None]))[:, None]
 
 
 def _attention_mask(key_valid: torch.Tensor) -> torch.Tensor | None:

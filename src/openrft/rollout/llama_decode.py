@@ -150,7 +150,7 @@ class LlamaDecodeForward:
         self.keys, self.values, self.length = [], [], 0
         if self.record:
             self.tape = _new_tape(input_ids, positions, key_valid, capacity)
-        first, copies = _distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
+        first, copies = distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
         # every query may see itself, so all-padding rows stay finite (their output is unused)
         own = torch.eye(length, dtype=torch.bool, device=input_ids.device)
@@ -246,7 +246,7 @@ class LlamaDecodeForward:
         return _plain_empty(like, shape)
 
 
-def _distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(one row index per distinct row, which of those each row equals), or (all rows,
     None) when every row is distinct."""
     distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
