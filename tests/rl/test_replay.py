@@ -87,7 +87,7 @@ def test_lora_adapters_get_the_ordinary_gradients_and_the_base_none() -> None:
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(ARCHITECTURES["qwen2_qkv_bias"](), LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj", "lm_head"]))
     with torch.no_grad():  # B starts at zero: make the adapters matter
         for name, param in model.named_parameters():
             if "lora_B" in name:

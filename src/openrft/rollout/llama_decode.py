@@ -85,11 +85,12 @@ class ForwardTape:
 class BufferPool:
     """Uninitialised buffers by name, reused from one recorded rollout to the next.
 
-    Why: a recorded rollout writes a few hundred MB of fresh memory (the tape and the KV
-    cache), and on Linux each new 4 KiB page costs a page fault: ~0.15 s per rollout at
-    5M parameters, 10 % of a GRPO step. The contract: a buffer handed out is only valid
-    until the same name is taken again, i.e. a tape lives until the next recorded rollout
-    of the same engine (the trainer consumes it in between).
+    Why: a recorded rollout writes a few hundred MB of fresh memory (its tape), and on
+    Linux each new 4 KiB page costs a page fault: ~0.15 s per rollout at 5M parameters,
+    10 % of a GRPO step. (The KV cache is not pooled: it is dead during the update, and
+    pooled it would add to the update's peak memory.) The contract: a buffer handed out is
+    only valid until the same name is taken again, i.e. a tape lives until the next
+    recorded rollout of the same engine (the trainer consumes it in between).
     """
 
     def __init__(self) -> None:
@@ -108,7 +109,7 @@ class BufferPool:
 class LlamaDecodeForward:
     """prefill(...) then step(...) repeatedly; both return last-position logits (R, V).
     With `record`, every matmul output is also kept in `tape` (see ForwardTape); with a
-    `pool`, the tape and the KV cache are taken from it."""
+    `pool`, the tape's buffers are taken from it."""
 
     @torch.no_grad()  # a snapshot of the weights for this rollout, outside any graph
     def __init__(self, model: Any, record: bool = False, pool: BufferPool | None = None
@@ -190,8 +191,8 @@ class LlamaDecodeForward:
             v = v.transpose(1, 2)
             if capacity:  # prefill: allocate this layer's cache, attend to k and v as they are
                 shape = (cache_rows, self.kv_heads, capacity, self.head_dim)
-                self.keys.append(self._empty(f"keys.{index}", shape, k))
-                self.values.append(self._empty(f"values.{index}", shape, v))
+                self.keys.append(k.new_empty(shape))  # freed after the rollout: not pooled
+                self.values.append(v.new_empty(shape))
                 self.keys[index][:, :, start:end] = _copied(k, copies)
                 self.values[index][:, :, start:end] = _copied(v, copies)
                 keys, values = k, v
