@@ -63,7 +63,10 @@ def _assert_same_update(model, tapes, batch) -> None:
     torch.testing.assert_close(entropy[mask], expected_entropy[mask], rtol=1e-5, atol=1e-5)
     assert got.keys() == expected.keys() and expected
     for name, grad in expected.items():
-        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # float32 rounding: the replay recomputes norms and sums in another order
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-5 * scale,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

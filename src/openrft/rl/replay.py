@@ -35,34 +35,37 @@ from openrft.rollout.llama_decode import (
 
 
 class RecordedLinear(torch.autograd.Function):
-    """F.linear(x, weight, bias) plus LoRA adapters, whose value is already known
-    (`output`): the forward returns it, the backward is the layer's own.
+    """F.linear(rms_norm(x), weight, bias) plus LoRA adapters, whose value is already
+    known (`output`): the forward returns it and computes nothing, the backward is the
+    layers' own. The RMSNorm (`norm_weight`; None: no norm) is recomputed in the backward
+    from x, so its output is never stored: x is kept anyway for the residual stream.
 
     `adapters` lists (first output row, last output row, scale) per adapter and `lora`
     holds its (A, B) weights in the same order: rows [first, last) of the output get
-    scale * x @ A^T @ B^T. Their gradients never form the (out, in) product B @ A.
+    scale * h @ A^T @ B^T. Their gradients never form the (out, in) product B @ A.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                output: torch.Tensor, adapters: list[tuple[int, int, float]],
-                *lora: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight, *lora)
-        ctx.adapters = adapters
+    def forward(ctx: Any, x: torch.Tensor, norm_weight: torch.Tensor | None, eps: float,
+                weight: torch.Tensor, bias: torch.Tensor | None, output: torch.Tensor,
+                adapters: list[tuple[int, int, float]], *lora: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, norm_weight, weight, *lora)
+        ctx.eps, ctx.adapters = eps, adapters
         return output.view_as(output)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
-        x, weight, *lora = ctx.saved_tensors
+        x, norm_weight, weight, *lora = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        grad_x, grad_weight, grad_bias, grad_lora = _linear_backward(
-            grad, x, weight, ctx.adapters, lora, needs[:3])
-        return grad_x, grad_weight, grad_bias, None, None, *grad_lora
+        grad_x, grad_norm, grad_weight, grad_bias, grad_lora = _normed_linear_backward(
+            grad, x, norm_weight, ctx.eps, weight, ctx.adapters, lora,
+            needs[0], needs[1], needs[3], needs[4])
+        return grad_x, grad_norm, None, grad_weight, grad_bias, None, None, *grad_lora
 
 
 class RecordedLogProbs(torch.autograd.Function):
-    """log_softmax((x @ W^T + b) / temperature)[targets] and the entropy, when the logits
-    x @ W^T + b are recorded already: the LM head and `SelectedLogProbs` in one.
+    """log_softmax(linear(rms_norm(x)) / temperature)[targets] and the entropy, when the
+    logits are recorded already: final norm, LM head and `SelectedLogProbs` in one.
 
     The recorded buffer (the tape's own, used once) becomes the log-normalised logits,
     then the probs, then the gradient, in place: no vocabulary-sized tensor is allocated
@@ -70,10 +73,10 @@ class RecordedLogProbs(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                logits: torch.Tensor, targets: torch.Tensor, temperature: float,
-                with_entropy: bool, adapters: list[tuple[int, int, float]],
-                *lora: torch.Tensor) -> Any:
+    def forward(ctx: Any, x: torch.Tensor, norm_weight: torch.Tensor, eps: float,
+                weight: torch.Tensor, bias: torch.Tensor | None, logits: torch.Tensor,
+                targets: torch.Tensor, temperature: float, with_entropy: bool,
+                adapters: list[tuple[int, int, float]], *lora: torch.Tensor) -> Any:
         if temperature != 1.0:
             logits.div_(temperature)
         log_normaliser = torch.logsumexp(logits, dim=-1)  # (N, C)
@@ -82,8 +85,8 @@ class RecordedLogProbs(torch.autograd.Function):
             entropy = log_normaliser - _expected_logit(logits, log_normaliser)
         logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_normaliser
         probs = logits.sub_(log_normaliser.unsqueeze(-1)).exp_()
-        ctx.save_for_backward(x, weight, probs, targets, *lora)
-        ctx.adapters, ctx.temperature, ctx.spent = adapters, temperature, False
+        ctx.save_for_backward(x, norm_weight, weight, probs, targets, *lora)
+        ctx.eps, ctx.adapters, ctx.temperature, ctx.spent = eps, adapters, temperature, False
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
@@ -93,14 +96,63 @@ class RecordedLogProbs(torch.autograd.Function):
             raise RuntimeError("RecordedLogProbs backpropagates once: its buffer became the "
                                "gradient (retain_graph is not supported)")
         ctx.spent = True
-        x, weight, grad, targets, *lora = ctx.saved_tensors  # grad: the probs, until now
+        x, norm_weight, weight, grad, targets, *lora = ctx.saved_tensors  # grad: the probs
         grad.mul_(-grad_logp.unsqueeze(-1))
         grad.scatter_add_(-1, targets.unsqueeze(-1), grad_logp.unsqueeze(-1))
         if ctx.temperature != 1.0:
             grad.div_(ctx.temperature)
+        needs = ctx.needs_input_grad
+        grad_x, grad_norm, grad_weight, grad_bias, grad_lora = _normed_linear_backward(
+            grad, x, norm_weight, ctx.eps, weight, ctx.adapters, lora,
+            needs[0], needs[1], needs[3], needs[4])
+        return (grad_x, grad_norm, None, grad_weight, grad_bias, None, None, None, None, None,
+                *grad_lora)
+
+
+class SwiGLU(torch.autograd.Function):
+    """silu(gate) * up, keeping only its inputs for the backward (they are views of the
+    tape), not silu(gate) as autograd would: one intermediate-sized tensor less per
+    position and layer."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        gate, up = ctx.saved_tensors
+        sigmoid = torch.sigmoid(gate)
+        silu = gate * sigmoid
+        grad_gate = grad * up * sigmoid * (1 + gate * (1 - sigmoid))
+        return grad_gate, grad * silu
+
+
+def _normed_linear_backward(
+    grad: torch.Tensor, x: torch.Tensor, norm_weight: torch.Tensor | None, eps: float,
+    weight: torch.Tensor, adapters: list[tuple[int, int, float]], lora: Sequence[torch.Tensor],
+    needs_x: bool, needs_norm: bool, needs_weight: bool, needs_bias: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None,
+           torch.Tensor | None, list[torch.Tensor | None]]:
+    """Gradients of linear(rms_norm(x)) (the norm recomputed; None: no norm) with respect
+    to x, the norm weight, W, b and the LoRA pairs."""
+    if norm_weight is None:
         grad_x, grad_weight, grad_bias, grad_lora = _linear_backward(
-            grad, x, weight, ctx.adapters, lora, ctx.needs_input_grad[:3])
-        return grad_x, grad_weight, grad_bias, None, None, None, None, None, *grad_lora
+            grad, x, weight, adapters, lora, (needs_x, needs_weight, needs_bias))
+        return grad_x, None, grad_weight, grad_bias, grad_lora
+    rstd = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+    normalised = x * rstd
+    grad_h, grad_weight, grad_bias, grad_lora = _linear_backward(
+        grad, normalised * norm_weight, weight, adapters, lora,
+        (needs_x or needs_norm, needs_weight, needs_bias))
+    grad_x = grad_norm = None
+    if grad_h is not None:
+        if needs_norm:
+            grad_norm = (grad_h * normalised).reshape(-1, x.shape[-1]).sum(dim=0)
+        if needs_x:  # d rms_norm: rstd * (dn - n * mean(dn * n)), dn = grad_h * w
+            grad_n = grad_h * norm_weight
+            grad_x = rstd * (grad_n - normalised * (grad_n * normalised).mean(-1, keepdim=True))
+    return grad_x, grad_norm, grad_weight, grad_bias, grad_lora
 
 
 def _linear_backward(
@@ -228,8 +280,8 @@ def replay_logprobs(
         attended = []
         for part in parts:
             rows, length = part.x.shape[:2]
-            h = F.rms_norm(part.x, part.x.shape[-1:], layer.input_layernorm.weight, eps)
-            qkv = _projection(h, [attn.q_proj, attn.k_proj, attn.v_proj], part.of(record.qkv))
+            qkv = _projection(part.x, [attn.q_proj, attn.k_proj, attn.v_proj],
+                              part.of(record.qkv), layer.input_layernorm.weight, eps)
             qkv = qkv.view(rows, length, heads + 2 * kv_heads, head_dim)
             q, k, v = qkv.split([heads, kv_heads, kv_heads], dim=2)
             if getattr(attn, "q_norm", None) is not None:
@@ -251,19 +303,17 @@ def replay_logprobs(
             rows, length = part.x.shape[:2]
             out = out.transpose(1, 2).reshape(rows, length, heads * head_dim)
             part.x = part.x + _projection(out, [attn.o_proj], part.of(record.out))
-            h = F.rms_norm(part.x, part.x.shape[-1:], layer.post_attention_layernorm.weight,
-                           eps)
-            gate, up = _projection(h, [mlp.gate_proj, mlp.up_proj],
-                                   part.of(record.gate_up)).chunk(2, -1)
-            part.x = part.x + _projection(F.silu(gate) * up, [mlp.down_proj],
+            gate, up = _projection(part.x, [mlp.gate_proj, mlp.up_proj], part.of(
+                record.gate_up), layer.post_attention_layernorm.weight, eps).chunk(2, -1)
+            part.x = part.x + _projection(SwiGLU.apply(gate, up), [mlp.down_proj],
                                           part.of(record.down))
     columns = targets.shape[1]  # the last prompt position predicts completion token 0
     last = torch.cat([_copied(parts[0].x[:, -1:], copies), parts[1].x[:, : columns - 1]], 1)
-    h = F.rms_norm(last, last.shape[-1:], inner.norm.weight, eps)
     recorded_logits, tape.logits = tape.logits[:, :columns], tape.logits.new_empty(0)
     weight, bias, adapters, lora = _linear_parts([base.lm_head])
-    logp, entropy = RecordedLogProbs.apply(h, weight, bias, recorded_logits, targets,
-                                           temperature, with_entropy, adapters, *lora)
+    logp, entropy = RecordedLogProbs.apply(last, inner.norm.weight, eps, weight, bias,
+                                           recorded_logits, targets, temperature,
+                                           with_entropy, adapters, *lora)
     return logp, entropy if with_entropy else None
 
 
@@ -303,11 +353,13 @@ def _attention_mask(key_valid: torch.Tensor) -> torch.Tensor | None:
     return causal & (key_valid[:, None, None, :] | own)
 
 
-def _projection(x: torch.Tensor, modules: list[Any], recorded: torch.Tensor) -> torch.Tensor:
-    """The recorded output of the concatenated linear `modules` applied to x, with the
-    gradient of their live weights (base weights and any active LoRA adapters)."""
+def _projection(x: torch.Tensor, modules: list[Any], recorded: torch.Tensor,
+                norm_weight: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
+    """The recorded output of the concatenated linear `modules` applied to rms_norm(x)
+    (or x without `norm_weight`), with the gradient of x and of the live weights (norm,
+    base weights and any active LoRA adapters)."""
     weight, bias, adapters, lora = _linear_parts(modules)
-    return RecordedLinear.apply(x, weight, bias, recorded, adapters, *lora)
+    return RecordedLinear.apply(x, norm_weight, eps, weight, bias, recorded, adapters, *lora)
 
 
 def _linear_parts(modules: list[Any]) -> tuple[
