@@ -122,10 +122,8 @@ class SwiGLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         gate, up = ctx.saved_tensors
-        sigmoid = torch.sigmoid(gate)
-        silu = gate * sigmoid
-        grad_gate = grad * up * sigmoid * (1 + gate * (1 - sigmoid))
-        return grad_gate, grad * silu
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate)  # autograd's own kernel
+        return grad_gate, grad * F.silu(gate)
 
 
 def _normed_linear_backward(
@@ -140,18 +138,19 @@ def _normed_linear_backward(
         grad_x, grad_weight, grad_bias, grad_lora = _linear_backward(
             grad, x, weight, adapters, lora, (needs_x, needs_weight, needs_bias))
         return grad_x, None, grad_weight, grad_bias, grad_lora
-    rstd = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
-    normalised = x * rstd
+    with torch.enable_grad():  # the norm again, through torch's own fused kernels
+        x = x.detach().requires_grad_(needs_x)
+        norm_weight = norm_weight.detach().requires_grad_(needs_norm)
+        h = F.rms_norm(x, x.shape[-1:], norm_weight, eps)
     grad_h, grad_weight, grad_bias, grad_lora = _linear_backward(
-        grad, normalised * norm_weight, weight, adapters, lora,
-        (needs_x or needs_norm, needs_weight, needs_bias))
+        grad, h.detach(), weight, adapters, lora, (needs_x or needs_norm, needs_weight,
+                                                   needs_bias))
     grad_x = grad_norm = None
     if grad_h is not None:
-        if needs_norm:
-            grad_norm = (grad_h * normalised).reshape(-1, x.shape[-1]).sum(dim=0)
-        if needs_x:  # d rms_norm: rstd * (dn - n * mean(dn * n)), dn = grad_h * w
-            grad_n = grad_h * norm_weight
-            grad_x = rstd * (grad_n - normalised * (grad_n * normalised).mean(-1, keepdim=True))
+        wanted = [t for t in (x, norm_weight) if t.requires_grad]
+        grads = iter(torch.autograd.grad(h, wanted, grad_h))
+        grad_x = next(grads) if needs_x else None
+        grad_norm = next(grads) if needs_norm else None
     return grad_x, grad_norm, grad_weight, grad_bias, grad_lora
 
 
