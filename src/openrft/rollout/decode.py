@@ -32,7 +32,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from openrft.rollout.llama_decode import BufferPool, ForwardTape, fast_decode_for
-from openrft.rollout.sampling import choose_tokens
+from openrft.rollout.sampling import choose_tokens, sample_from_probs
 
 
 @dataclass
@@ -130,18 +130,24 @@ class BatchDecoder:
     def _choose(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """Pick, record and account for one token per row. logits (R, V) -> tokens (R,)."""
         s = self.settings
-        log_norm = torch.logsumexp(logits, dim=-1)  # (R,) the model's own distribution
-        allowed = logits  # (R, V) what the choice sees; `logits` stays the model's
-        if step < s.min_tokens:
-            allowed = logits.index_fill(-1, self.eos_ids, float("-inf"))
-        token = choose_tokens(allowed, s.temperature, s.top_p, s.generator)
+        log_probs = torch.log_softmax(logits, dim=-1)  # (R, V) the model's own distribution
+        if s.temperature == 1.0 and s.top_p >= 1.0:  # sample the model's distribution itself
+            probs = log_probs.exp()
+            if step < s.min_tokens:
+                probs.index_fill_(-1, self.eos_ids, 0.0)
+            token = sample_from_probs(probs, s.generator)
+        else:
+            allowed = logits  # (R, V) what the choice sees; `logits` stays the model's
+            if step < s.min_tokens:
+                allowed = logits.index_fill(-1, self.eos_ids, float("-inf"))
+            token = choose_tokens(allowed, s.temperature, s.top_p, s.generator)
         if s.reasoning_budget is not None and s.think_end_id is not None:
             forced = self.in_think & (self.think_count >= s.reasoning_budget)
             token = torch.where(forced, s.think_end_id, token)
         was_finished = self.finished.clone()
         token = token.masked_fill(was_finished, s.pad_id)
         self.tokens[:, step] = token
-        self.logprobs[:, step] = logits.gather(-1, token[:, None]).squeeze(-1) - log_norm
+        self.logprobs[:, step] = log_probs.gather(-1, token[:, None]).squeeze(-1)
         self.lengths += (~was_finished).long()
         ends = torch.isin(token, self.eos_ids)
         if s.stop_criteria is not None and step + 1 >= s.min_tokens:
