@@ -5,9 +5,11 @@ sampled a batch are the weights the update differentiates, so the rollout has al
 run every matmul of the update's forward pass, one token at a time. `llama_decode`
 records their outputs (`ForwardTape`); here the forward is rebuilt under autograd from
 them. The matmuls are not run again: `RecordedLinear` returns the recorded output and
-only does the backward. What is recomputed is the cheap part: embedding, norms, rotary,
-attention, SwiGLU and residual sums. The gradients are those of the ordinary forward
-(tests/rl/test_replay.py checks them against it, full and LoRA).
+only does the backward (recomputing the RMSNorm in front of it there), and
+`RecordedLogProbs` turns the recorded logits into log-probs in place. What runs again is
+the cheap part: embedding, rotary, attention, SwiGLU and residual sums, with each
+distinct prompt run once. The gradients are those of the ordinary forward
+(tests/rl/test_replay.py checks them against it: five architectures, full and LoRA).
 
 It applies when the update is the plain on-policy one: one iteration, one micro-batch, no
 autocast, no dropout, adapters unmerged. Otherwise `replay_supported` says no and the
