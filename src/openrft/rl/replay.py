@@ -30,8 +30,11 @@ from openrft.rl.logprobs import TokenBatch
 from openrft.rollout.llama_decode import (
     ForwardTape,
     attention_shape,
+    copied_rows,
     distinct_rows,
     is_lora_layer,
+    joined_bias,
+    prompt_mask,
     unwrap_peft,
 )
 
@@ -271,7 +274,8 @@ def replay_logprobs(
                                              tape.key_valid[:, :prompt].long()], dim=1))
     parts = [_Part(first, slice(0, prompt)),  # the distinct prompts
              _Part(slice(None), slice(prompt, tape.length))]  # every row's completion
-    masks = [_attention_mask(tape.key_valid[first, :prompt]),
+    prompt_keys = tape.key_valid[first, :prompt]
+    masks = [None if bool(prompt_keys.all()) else prompt_mask(prompt_keys),  # None: causal
              _completion_mask(tape.key_valid, prompt)]
     for part in parts:
         part.x = F.embedding(tape.input_ids[part.rows, part.columns], inner.embed_tokens.weight)
@@ -292,8 +296,8 @@ def replay_logprobs(
             q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *part.rotary)
             attended.append((q, k, v.transpose(1, 2)))
         (q_p, k_p, v_p), (q_c, k_c, v_c) = attended
-        keys = torch.cat([_copied(k_p, copies), k_c], dim=2)  # prompt keys, shared by repeats
-        values = torch.cat([_copied(v_p, copies), v_c], dim=2)
+        keys = torch.cat([copied_rows(k_p, copies), k_c], dim=2)  # prompt keys, shared by repeats
+        values = torch.cat([copied_rows(v_p, copies), v_c], dim=2)
         outs = [
             F.scaled_dot_product_attention(q_p, k_p, v_p, attn_mask=masks[0],
                                            is_causal=masks[0] is None, scale=attn.scaling,
@@ -310,7 +314,7 @@ def replay_logprobs(
             part.x = part.x + _projection(SwiGLU.apply(gate, up), [mlp.down_proj],
                                           part.of(record.down))
     columns = targets.shape[1]  # the last prompt position predicts completion token 0
-    last = torch.cat([_copied(parts[0].x[:, -1:], copies), parts[1].x[:, : columns - 1]], 1)
+    last = torch.cat([copied_rows(parts[0].x[:, -1:], copies), parts[1].x[:, : columns - 1]], 1)
     recorded_logits, tape.logits = tape.logits[:, :columns], tape.logits.new_empty(0)
     weight, bias, adapters, lora = _linear_parts([base.lm_head])
     logp, entropy = RecordedLogProbs.apply(last, inner.norm.weight, eps, weight, bias,
@@ -332,27 +336,12 @@ class _Part:
         return recorded[self.rows, self.columns]
 
 
-def _copied(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
-    return values if copies is None else values[copies]
-
-
 def _completion_mask(key_valid: torch.Tensor, prompt: int) -> torch.Tensor:
     """(R, 1, C, L) bool: completion query i sees the valid keys up to its own position."""
     length = key_valid.shape[1]
     keys = torch.arange(length, device=key_valid.device)
     queries = torch.arange(prompt, length, device=key_valid.device)
     return (key_valid[:, None, :] & (keys[None, :] <= queries[:, None]))[:, None]
-
-
-def _attention_mask(key_valid: torch.Tensor) -> torch.Tensor | None:
-    """None (plain causal) without padding, else causal & valid keys; every query sees
-    itself so that padding rows stay finite, as in the decode's prefill."""
-    if bool(key_valid.all()):
-        return None
-    length = key_valid.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
-    own = torch.eye(length, dtype=torch.bool, device=key_valid.device)
-    return causal & (key_valid[:, None, None, :] | own)
 
 
 def _projection(x: torch.Tensor, modules: list[Any], recorded: torch.Tensor,
@@ -369,12 +358,7 @@ def _linear_parts(modules: list[Any]) -> tuple[
     """The concatenated base weight and bias of `modules`, and their active LoRA adapters
     as (first output row, last output row, scale) with the (A, B) weights, in order."""
     plain = [m.base_layer if is_lora_layer(m) else m for m in modules]
-    weight = _joined([m.weight for m in plain])
-    biases = [m.bias for m in plain]
-    bias = None
-    if any(b is not None for b in biases):
-        bias = _joined([b if b is not None else m.weight.new_zeros(m.weight.shape[0])
-                        for b, m in zip(biases, plain, strict=True)])
+    weight = plain[0].weight if len(plain) == 1 else torch.cat([m.weight for m in plain])
     adapters: list[tuple[int, int, float]] = []
     lora: list[torch.Tensor] = []
     first = 0
@@ -386,8 +370,4 @@ def _linear_parts(modules: list[Any]) -> tuple[
                     adapters.append((first, last, float(module.scaling[name])))
                     lora += [module.lora_A[name].weight, module.lora_B[name].weight]
         first = last
-    return weight, bias, adapters, lora
-
-
-def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+    return weight, joined_bias(modules), adapters, lora

@@ -164,7 +164,7 @@ def _accumulate_gradients(
     tapes: list[ForwardTape] | None = None,
 ) -> dict[str, float]:
     """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's.
-    With `tapes` (one micro-batch only) the forward is replayed from the rollout's."""
+    With `tapes` (whole batch only) the forward is replayed from the rollout's."""
     model = policy.model
     n = batch.input_ids.shape[0]
     micro = -(-n // cfg.grad_accum_steps)  # ceil
@@ -175,8 +175,8 @@ def _accumulate_gradients(
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
         mask = mb.completion_mask.to(device)  # (n, C)
-        replayed = None
-        if tapes is not None and micro >= n:
+        replayed = None  # tape_logprobs refuses a micro-batch (rows differ from the tapes')
+        if tapes is not None:
             replayed = tape_logprobs(model, tapes, mb, cfg.temperature, with_entropy)
         if replayed is not None:
             logp, entropy = replayed

@@ -152,11 +152,8 @@ class LlamaDecodeForward:
         if self.record:
             self.tape = _new_tape(input_ids, positions, key_valid, capacity)
         first, copies = distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
-        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
-        # every query may see itself, so all-padding rows stay finite (their output is unused)
-        own = torch.eye(length, dtype=torch.bool, device=input_ids.device)
-        mask = causal & (key_valid[first][:, None, None, :] | own)
-        hidden = self._run(input_ids[first], positions[first], mask, capacity, copies)
+        hidden = self._run(input_ids[first], positions[first], prompt_mask(key_valid[first]),
+                           capacity, copies)
         return self._logits(hidden[:, -1], copies)
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -193,8 +190,8 @@ class LlamaDecodeForward:
                 shape = (cache_rows, self.kv_heads, capacity, self.head_dim)
                 self.keys.append(k.new_empty(shape))  # freed after the rollout: not pooled
                 self.values.append(v.new_empty(shape))
-                self.keys[index][:, :, start:end] = _copied(k, copies)
-                self.values[index][:, :, start:end] = _copied(v, copies)
+                self.keys[index][:, :, start:end] = copied_rows(k, copies)
+                self.values[index][:, :, start:end] = copied_rows(v, copies)
                 keys, values = k, v
             else:
                 self.keys[index][:, :, start:end] = k
@@ -213,7 +210,7 @@ class LlamaDecodeForward:
             down = F.linear(F.silu(gate) * up, block.down)
             x = x + down
             if self.tape is not None:
-                outputs = [_copied(o, copies) for o in (qkv_out, out, gate_up, down)]
+                outputs = [copied_rows(o, copies) for o in (qkv_out, out, gate_up, down)]
                 if capacity:
                     self.tape.layers.append(LayerRecord(*(
                         self._empty(f"{name}.{index}", (o.shape[0], capacity, o.shape[-1]), o)
@@ -229,7 +226,7 @@ class LlamaDecodeForward:
     def _logits(self, last_hidden: torch.Tensor, copies: torch.Tensor | None = None
                 ) -> torch.Tensor:
         h = F.rms_norm(last_hidden, last_hidden.shape[-1:], self.final_norm, self.eps)
-        logits = _copied(F.linear(h, self.lm_head, self.lm_head_bias), copies)
+        logits = copied_rows(F.linear(h, self.lm_head, self.lm_head_bias), copies)
         tape = self.tape
         if tape is not None:
             if tape.steps == 0:  # room for one row per position a token can be sampled at
@@ -239,7 +236,6 @@ class LlamaDecodeForward:
             tape.logits[:, tape.steps] = logits
             tape.steps += 1
         return logits
-
 
     def _empty(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:
@@ -259,8 +255,32 @@ def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     return first, inverse
 
 
-def _copied(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
+def copied_rows(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
+    """`values` with row i taken from row copies[i] (`distinct_rows`' inverse), or as is."""
     return values if copies is None else values[copies]
+
+
+def prompt_mask(key_valid: torch.Tensor) -> torch.Tensor:
+    """(R, 1, P, P) bool attention mask of left-padded prompts: causal, valid keys only,
+    and every query sees itself so that all-padding rows stay finite (their output is
+    unused)."""
+    length = key_valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
+    own = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    return causal & (key_valid[:, None, None, :] | own)
+
+
+def joined_bias(modules: list[Any]) -> torch.Tensor | None:
+    """The biases of linear `modules` (plain or LoRA) in the order of their concatenated
+    outputs, zeros for a module without one; None when none has a bias."""
+    biases = [_bias(m) for m in modules]
+    if all(b is None for b in biases):
+        return None
+    if len(biases) == 1:
+        return biases[0]
+    weights = [m.base_layer.weight if is_lora_layer(m) else m.weight for m in modules]
+    return torch.cat([b if b is not None else w.new_zeros(w.shape[0])
+                      for b, w in zip(biases, weights, strict=True)])
 
 
 def _plain_empty(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -356,18 +376,11 @@ def _cast(weight: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
 def _gather_block(layer: Any, matmul_dtype: torch.dtype | None) -> _Block:
     attn, mlp = layer.self_attn, layer.mlp
     projections = [attn.q_proj, attn.k_proj, attn.v_proj]
-    biases = [_bias(m) for m in projections]
-    qkv_bias = None
-    if any(b is not None for b in biases):
-        qkv_bias = torch.cat([
-            b if b is not None else effective_weight(m).new_zeros(effective_weight(m).shape[0])
-            for b, m in zip(biases, projections, strict=True)
-        ])
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     return _Block(
         input_norm=layer.input_layernorm.weight,
         qkv=_cast(torch.cat([effective_weight(m) for m in projections]), matmul_dtype),
-        qkv_bias=qkv_bias,
+        qkv_bias=joined_bias(projections),
         q_norm=None if q_norm is None else q_norm.weight,
         k_norm=None if k_norm is None else k_norm.weight,
         out=_cast(effective_weight(attn.o_proj), matmul_dtype),
