@@ -9,6 +9,7 @@ from openrft.rl.logprobs import (
     SelectedLogProbs,
     completion_logprobs,
     pack_samples,
+    probs_into,
     reference_logprobs,
 )
 from openrft.rollout.engine import Sample
@@ -98,7 +99,7 @@ def test_fused_selected_logprobs_match_autograd_log_softmax_in_value_and_gradien
     weights = torch.randn(3, 4, dtype=torch.float64, generator=generator)
 
     fused_input = logits.clone().requires_grad_()
-    logp, log_normaliser, entropy = SelectedLogProbs.apply(fused_input, targets, True)
+    logp, entropy = SelectedLogProbs.apply(fused_input, targets, True)
     (logp * weights).sum().backward()
 
     plain_input = logits.clone().requires_grad_()
@@ -106,7 +107,6 @@ def test_fused_selected_logprobs_match_autograd_log_softmax_in_value_and_gradien
     (expected * weights).sum().backward()
 
     torch.testing.assert_close(logp, expected)
-    torch.testing.assert_close(log_normaliser, torch.logsumexp(logits, -1))
     probs = torch.softmax(logits, -1)
     torch.testing.assert_close(entropy, -(probs * probs.log()).sum(-1))
     torch.testing.assert_close(fused_input.grad, plain_input.grad)
@@ -127,3 +127,26 @@ def test_fused_logprob_backward_refuses_a_second_pass() -> None:
     logp.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backpropagates once"):
         logp.sum().backward()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_probs_into_blocks_match_whole_tensor_softmax(in_place: bool) -> None:
+    """Several cache-sized blocks (one row each here, the last one too), a strided view as
+    input (a tape's logits cut to fewer columns than it has room for), and out=input."""
+    generator = torch.Generator().manual_seed(1)
+    room = torch.randn(3, 320, 1700, generator=generator) * 4
+    logits = room[:, :300]  # 300 * 1700 elements per row: one row per block
+    targets = torch.randint(0, 1700, (3, 300), generator=generator)
+    exact = logits.double()
+    expected_logp = torch.log_softmax(exact, -1).gather(-1, targets[..., None])[..., 0]
+    expected_probs = torch.softmax(exact, -1)
+    expected_entropy = -(expected_probs * torch.log_softmax(exact, -1)).sum(-1)
+
+    out = logits if in_place else torch.empty_like(logits)
+    logp, entropy = probs_into(out, logits, targets, with_entropy=True)
+
+    torch.testing.assert_close(logp.double(), expected_logp, rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), expected_entropy, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out.double(), expected_probs, rtol=1e-5, atol=1e-7)
+    assert probs_into(torch.empty_like(room), room.clone(), targets.repeat(1, 2)[:, :320],
+                      with_entropy=False)[1].numel() == 0
