@@ -103,6 +103,11 @@ class ExpertSettings(_Strict):
     their forward pass from the HF rollout's recorded matmul outputs instead of running
     the model again (rl/replay.py): the same gradients, one forward pass fewer, the
     recorded outputs held in memory from sampling to the update. False: always rerun."""
+    skip_zero_advantage: bool = True
+    """With beta 0, a completion whose advantage is exactly 0 (every completion of its
+    prompt scored the same) has no gradient: its forward/backward is skipped. It still
+    counts in the loss normalisers and the reported entropy, so the update is the same.
+    False: run every row."""
     engine: Literal["auto", "hf", "vllm"] = "auto"
     """Rollout engine. auto: vllm when available on a GPU, else hf."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -277,6 +282,7 @@ class ResolvedConfig:
     warmup_ratio: float
     max_grad_norm: float
     reuse_rollout_forward: bool
+    skip_zero_advantage: bool
     engine: Literal["auto", "hf", "vllm"]
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     scale_rewards: RewardScaling
@@ -352,6 +358,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         warmup_ratio=ex.warmup_ratio,
         max_grad_norm=ex.max_grad_norm,
         reuse_rollout_forward=ex.reuse_rollout_forward,
+        skip_zero_advantage=ex.skip_zero_advantage,
         engine=ex.engine,
         precision=ex.precision,
         scale_rewards=ex.scale_rewards,

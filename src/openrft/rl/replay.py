@@ -241,6 +241,43 @@ def tape_logprobs(
     return torch.cat(logps), torch.cat(entropies) if with_entropy else None
 
 
+def recorded_entropy(tapes: Sequence[ForwardTape], rows: torch.Tensor, mask: torch.Tensor,
+                     temperature: float) -> float:
+    """The policy entropy summed over the `mask`ed (N, C) completion positions of batch
+    `rows`, read from the tapes' recorded logits, which are used up for those rows."""
+    total = 0.0
+    for tape, local, batch_rows in _rows_by_tape(tapes, rows):
+        columns = min(mask.shape[1], tape.steps)
+        for row, batch_row in zip(local.tolist(), batch_rows.tolist(), strict=True):
+            logits = tape.logits[row : row + 1, :columns]
+            if temperature != 1.0:
+                logits.div_(temperature)
+            targets = torch.zeros(logits.shape[:2], dtype=torch.long, device=logits.device)
+            entropy = probs_into(logits, logits, targets, with_entropy=True)[1]
+            total += float((entropy[0] * mask[batch_row, :columns]).sum())
+    return total
+
+
+def keep_tape_rows(tapes: Sequence[ForwardTape], rows: torch.Tensor) -> list[ForwardTape]:
+    """The tapes cut down to batch `rows` (ascending), in place (`ForwardTape.keep_rows`);
+    a tape left without rows is dropped."""
+    return [tape.keep_rows(local) for tape, local, _ in _rows_by_tape(tapes, rows)
+            if len(local)]
+
+
+def _rows_by_tape(tapes: Sequence[ForwardTape], rows: torch.Tensor
+                  ) -> list[tuple[ForwardTape, torch.Tensor, torch.Tensor]]:
+    """(tape, its local row indices, the batch rows they are) for batch `rows`: the tapes
+    hold consecutive row ranges of the batch, in order."""
+    out, start = [], 0
+    for tape in tapes:
+        end = start + tape.input_ids.shape[0]
+        batch_rows = rows[(rows >= start) & (rows < end)]
+        out.append((tape, batch_rows - start, batch_rows))
+        start = end
+    return out
+
+
 def replay_logprobs(
     model: Any, tape: ForwardTape, targets: torch.Tensor, temperature: float,
     with_entropy: bool,

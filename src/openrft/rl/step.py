@@ -20,7 +20,12 @@ from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
-from openrft.rl.replay import replay_supported, tape_logprobs
+from openrft.rl.replay import (
+    keep_tape_rows,
+    recorded_entropy,
+    replay_supported,
+    tape_logprobs,
+)
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.hf import HFRolloutEngine
 from openrft.rollout.llama_decode import ForwardTape
@@ -120,36 +125,78 @@ def update_policy(
     num_iterations == 1 is on-policy: the old log-probs are the current ones detached
     (ratio exactly 1), so no extra forward pass is spent on them. `tapes` (the rollout's
     recorded forward, see rl/replay.py) replace the policy's forward pass when given.
+    Rows that cannot move the weights (`trained_rows`) get no forward/backward pass; they
+    still count in every normaliser and in the reported entropy.
     """
     model = policy.model
     n = batch.input_ids.shape[0]
     sizes = BatchSizes(n, int(batch.completion_mask.sum()), cfg.max_tokens)
+    trained = trained_rows(advantages, cfg)
+    idle = _other_rows(trained, n)
+    model.train()  # the entropy of idle rows is read in the mode the loss forward runs in
+    idle_entropy = _entropy_sum(policy, cfg, batch, idle, tapes) if len(idle) else 0.0
+    if tapes is not None and len(idle):
+        tapes = keep_tape_rows(tapes, trained)
+    batch, advantages = batch.rows(trained), advantages[trained]
     model.eval()  # old/reference log-probs without dropout
     ref_logp, old_logp = None, None
     with _forward_precision(policy):
         if cfg.beta > 0:
             ref_logp = reference_logprobs(model, policy.reference, batch, cfg.temperature)
-        if cfg.num_iterations > 1:
+        if cfg.num_iterations > 1 and len(trained):
             with torch.no_grad():
                 old_logp = completion_logprobs(model, batch, cfg.temperature)[0]  # (N, C)
     model.train()
     losses, kl, entropy, clip, grad_norm = [], 0.0, 0.0, 0.0, 0.0
+    tokens = max(sizes.num_tokens, 1)
     for iteration in range(cfg.num_iterations):
         totals = _accumulate_gradients(
             policy, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0, tapes
         )
+        if not len(trained):  # what a backward of an all-zero loss leaves: zero gradients
+            for parameter in _trainable(model):
+                parameter.grad = torch.zeros_like(parameter)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(_trainable(model), cfg.max_grad_norm))
         policy.optimizer.step()
         policy.scheduler.step()
         policy.optimizer.zero_grad(set_to_none=True)
         losses.append(totals["loss"])
-        clip += totals["clipped"] / max(totals["tokens"], 1.0) / cfg.num_iterations
-        kl += totals["kl"] / max(totals["tokens"], 1.0) / cfg.num_iterations
+        clip += totals["clipped"] / tokens / cfg.num_iterations
+        kl += totals["kl"] / tokens / cfg.num_iterations
         if iteration == 0:
-            entropy = totals["entropy"] / max(totals["tokens"], 1.0)
+            entropy = (totals["entropy"] + idle_entropy) / tokens
     model.eval()
     return UpdateStats(kl, entropy, clip, sum(losses) / len(losses), grad_norm,
                        bool(totals["replayed"]))
+
+
+def trained_rows(advantages: torch.Tensor, cfg: ResolvedConfig) -> torch.Tensor:
+    """Indices of the rows whose loss has a gradient. With beta 0 the loss of a row is
+    its advantage times a ratio term, so a row with advantage exactly 0 (its whole group
+    scored alike) has loss and gradient exactly 0: its backward is skipped."""
+    n = advantages.shape[0]
+    if cfg.beta > 0 or not cfg.skip_zero_advantage:
+        return torch.arange(n)
+    return torch.nonzero(advantages != 0).flatten()
+
+
+def _other_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[rows] = False
+    return torch.nonzero(keep).flatten()
+
+
+def _entropy_sum(policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, rows: torch.Tensor,
+                 tapes: list[ForwardTape] | None) -> float:
+    """Policy entropy summed over the completion tokens of batch `rows`, without a graph:
+    from the rollout's recorded logits when there are tapes, else a forward pass."""
+    mask = batch.completion_mask
+    if tapes is not None:
+        return recorded_entropy(tapes, rows, mask, cfg.temperature)
+    idle = batch.rows(rows)
+    with torch.no_grad(), _forward_precision(policy):
+        entropy = completion_logprobs(policy.model, idle, cfg.temperature, True)[1]
+    return float((entropy.float().cpu() * idle.completion_mask).sum())
 
 
 def _accumulate_gradients(
@@ -167,9 +214,8 @@ def _accumulate_gradients(
     With `tapes` (whole batch only) the forward is replayed from the rollout's."""
     model = policy.model
     n = batch.input_ids.shape[0]
-    micro = -(-n // cfg.grad_accum_steps)  # ceil
-    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tokens": 0.0, "entropy": 0.0,
-              "replayed": 0.0}
+    micro = max(1, -(-n // cfg.grad_accum_steps))  # ceil
+    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0, "replayed": 0.0}
     device = next(model.parameters()).device
     for start in range(0, n, micro):
         rows = slice(start, start + micro)
@@ -200,7 +246,6 @@ def _accumulate_gradients(
         totals["loss"] += float(out.loss.detach())
         totals["clipped"] += out.clipped_tokens
         totals["kl"] += out.kl_sum
-        totals["tokens"] += out.active_tokens
         if entropy is not None:
             totals["entropy"] += float((entropy * mask).sum())
     return totals

@@ -81,6 +81,21 @@ class ForwardTape:
                            self.key_valid[:, : self.length], self.prompt_length, cut,
                            self.logits[:, : self.steps], self.length, self.steps)
 
+    def keep_rows(self, rows: torch.Tensor) -> ForwardTape:
+        """The tape of `rows` only (ascending indices). The kept rows are moved to the
+        front of this tape's own buffers, so nothing tape-sized is allocated; this tape is
+        used up."""
+        arrays = [self.input_ids, self.positions, self.key_valid, self.logits,
+                  *(getattr(r, f) for r in self.layers for f in RECORDED)]
+        for target, source in enumerate(rows.tolist()):
+            if target != source:
+                for array in arrays:
+                    array[target].copy_(array[source])
+        n = len(rows)
+        cut = [LayerRecord(*(getattr(r, f)[:n] for f in RECORDED)) for r in self.layers]
+        return ForwardTape(self.input_ids[:n], self.positions[:n], self.key_valid[:n],
+                           self.prompt_length, cut, self.logits[:n], self.length, self.steps)
+
 
 class BufferPool:
     """Uninitialised buffers by name, reused from one recorded rollout to the next.
