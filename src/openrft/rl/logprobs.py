@@ -31,8 +31,8 @@ class TokenBatch:
     def completion_length(self) -> int:
         return self.completion_mask.shape[1]
 
-    def rows(self, index: slice) -> TokenBatch:
-        """A micro-batch of rows `index` (the column layout stays the same)."""
+    def rows(self, index: slice | torch.Tensor) -> TokenBatch:
+        """The rows `index` (a slice or indices); the column layout stays the same."""
         return TokenBatch(
             self.input_ids[index], self.attention_mask[index], self.completion_mask[index]
         )

@@ -195,7 +195,8 @@ def _entropy_sum(policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, rows: t
         return recorded_entropy(tapes, rows, mask, cfg.temperature)
     idle = batch.rows(rows)
     with torch.no_grad(), _forward_precision(policy):
-        entropy = completion_logprobs(policy.model, idle, cfg.temperature, True)[1]
+        _, entropy = completion_logprobs(policy.model, idle, cfg.temperature, True)
+    assert entropy is not None
     return float((entropy.float().cpu() * idle.completion_mask).sum())
 
 
