@@ -196,3 +196,23 @@ def test_an_engine_records_each_chunk_in_its_own_buffers(tiny_model) -> None:
     assert tapes is not None and len(tapes) == 3  # 8 rows in chunks of 3
     batch = pack_samples(samples, tokenizer.pad_token_id)
     _assert_same_update(model.train(), tapes, batch)
+
+
+def test_rotary_matches_transformers_rotary_in_value_and_gradient() -> None:
+    """Against transformers' apply_rotary_pos_emb under autograd (float64), with cos and
+    sin whose halves differ, so the backward must be the exact transpose."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from openrft.rl.replay import Rotary
+
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=generator)
+    cos, sin = torch.randn(2, 2, 5, 8, dtype=torch.float64, generator=generator)
+    upstream = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=generator)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = Rotary.apply(ours, cos, sin)
+    expected = apply_rotary_pos_emb(theirs, theirs, cos, sin)[0]
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(ours.grad, theirs.grad)

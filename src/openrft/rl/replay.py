@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from openrft.rl.logprobs import TokenBatch, probs_into, probs_to_grad, spend_once
 from openrft.rollout.llama_decode import (
@@ -35,6 +34,7 @@ from openrft.rollout.llama_decode import (
     is_lora_layer,
     joined_bias,
     prompt_mask,
+    rotated,
     unwrap_peft,
 )
 
@@ -130,6 +130,26 @@ class SwiGLU(torch.autograd.Function):
         torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)
         torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # autograd's own kernels
         return grad_gate_up
+
+
+class Rotary(torch.autograd.Function):
+    """The rotary embedding (`rotated`) with its transpose as the backward: three kernels
+    each way, where autograd through rotate_half also zero-fills and copies its halves."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                ) -> torch.Tensor:
+        ctx.save_for_backward(cos, sin)
+        return rotated(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        cos, sin = (t.unsqueeze(1) for t in ctx.saved_tensors)
+        half = grad.shape[-1] // 2
+        grad_x = grad * cos  # out1 = x1 cos1 - x2 sin1, out2 = x2 cos2 + x1 sin2
+        grad_x[..., :half].addcmul_(grad[..., half:], sin[..., half:])
+        grad_x[..., half:].addcmul_(grad[..., :half], sin[..., :half], value=-1)
+        return grad_x, None, None
 
 
 def _normed_linear_backward(
@@ -318,7 +338,7 @@ def replay_logprobs(
             if getattr(attn, "q_norm", None) is not None:
                 q = F.rms_norm(q, q.shape[-1:], attn.q_norm.weight, eps)
                 k = F.rms_norm(k, k.shape[-1:], attn.k_norm.weight, eps)
-            q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *part.rotary)
+            q, k = (Rotary.apply(t.transpose(1, 2), *part.rotary) for t in (q, k))
             attended.append((q, k, v.transpose(1, 2)))
         (q_p, k_p, v_p), (q_c, k_c, v_c) = attended
         keys = torch.cat([copied_rows(k_p, copies), k_c], dim=2)  # prompt keys, shared by repeats

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -199,7 +198,7 @@ class LlamaDecodeForward:
             if block.q_norm is not None and block.k_norm is not None:
                 q = F.rms_norm(q, q.shape[-1:], block.q_norm, self.eps)
                 k = F.rms_norm(k, k.shape[-1:], block.k_norm, self.eps)
-            q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+            q, k = rotated(q.transpose(1, 2), cos, sin), rotated(k.transpose(1, 2), cos, sin)
             v = v.transpose(1, 2)
             if capacity:  # prefill: allocate this layer's cache, attend to k and v as they are
                 shape = (cache_rows, self.kv_heads, capacity, self.head_dim)
@@ -268,6 +267,18 @@ def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     first = torch.full((distinct.shape[0],), rows.shape[0], device=rows.device)
     first.scatter_reduce_(0, inverse, everything, reduce="amin")
     return first, inverse
+
+
+def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' rotary embedding x * cos + rotate_half(x) * sin, for x (R, heads, L, D)
+    and the rotary module's cos, sin (R, L, D), in three kernels where rotate_half's slices,
+    negation and cat make seven (the decode runs it twice per layer and token)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    half = x.shape[-1] // 2
+    out = x * cos
+    out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1)
+    out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+    return out
 
 
 def copied_rows(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
