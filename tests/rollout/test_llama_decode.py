@@ -116,14 +116,14 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> 
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast_forward, reference_forward = fast_decode_for(model), TransformersForward(model)
-        assert fast_forward.blocks[0].qkv.dtype == torch.bfloat16
+        assert fast_forward.blocks[0].qkv.weight.dtype == torch.bfloat16
         for logits in ([fast_forward.prefill(ids, mask, positions, 4),
                         reference_forward.prefill(ids, mask, positions, 4)],
                        [fast_forward.step(ids[:, -1], positions[:, -1] + 1),
                         reference_forward.step(ids[:, -1], positions[:, -1] + 1)]):
             assert logits[0].dtype == logits[1].dtype
             torch.testing.assert_close(logits[0].float(), logits[1].float(), atol=2e-2, rtol=0)
-    assert fast_decode_for(model).blocks[0].qkv.dtype == torch.float32  # autocast off
+    assert fast_decode_for(model).blocks[0].qkv.weight.dtype == torch.float32  # autocast off
 
 
 @pytest.mark.parametrize("build", [
@@ -151,3 +151,24 @@ def test_preallocated_layer_grows_past_capacity_and_matches_concatenation() -> N
         expected_keys, expected_values = plain.update(chunk, chunk * 2)
         assert torch.equal(keys, expected_keys) and torch.equal(values, expected_values)
     assert grown.get_seq_length() == 13
+
+
+def test_prepacked_linears_compute_the_linear_layer() -> None:
+    """On this CPU the decode's matmuls run on weights prepacked for oneDNN (x86 torch
+    builds have it); with or without, a Linear is F.linear up to summation order."""
+    from openrft.rollout.llama_decode import Linear, _onednn_linear
+
+    generator = torch.Generator().manual_seed(3)
+    weight, bias = torch.randn(48, 32, generator=generator), torch.randn(48, generator=generator)
+    x = torch.randn(5, 1, 32, generator=generator)
+    linear = Linear(weight, bias)
+    linear.pack(rows=5)
+    assert (linear.packed is not None) == _onednn_linear()
+    if torch.backends.mkldnn.is_available():  # the probe must not fail where oneDNN exists
+        assert linear.packed is not None
+    torch.testing.assert_close(linear(x), torch.nn.functional.linear(x, weight, bias),
+                               rtol=1e-5, atol=1e-5)
+    assert linear(x[:2]).shape == (2, 1, 48)  # any row count, not only the packed one
+    decoder = _decode(ARCHITECTURES["llama"](), True)
+    assert all((lin.packed is not None) == _onednn_linear()
+               for block in decoder.forward.blocks for lin in block.linears())
