@@ -216,3 +216,13 @@ def test_rotary_matches_transformers_rotary_in_value_and_gradient() -> None:
     (expected * upstream).sum().backward()
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_a_rollout_with_a_group_shared_prompt_cache_replays(monkeypatch) -> None:
+    """The tape does not depend on how the decode caches the prompt."""
+    from openrft.rollout import llama_decode
+
+    monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
+    model = ARCHITECTURES["llama_gqa_tied"]()
+    tape, ids, mask, tokens, lengths = _rollout(model, repeats=3)
+    _assert_same_update(model.train(), [tape], _token_batch(ids, mask, tokens, lengths))

@@ -172,3 +172,48 @@ def test_prepacked_linears_compute_the_linear_layer() -> None:
     decoder = _decode(ARCHITECTURES["llama"](), True)
     assert all((lin.packed is not None) == _onednn_linear()
                for block in decoder.forward.blocks for lin in block.linears())
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_a_group_shared_prompt_cache_decodes_as_the_transformers_forward(
+        name: str, monkeypatch) -> None:
+    """With the prompt cached once per group (forced here for short prompts), the split
+    attention merged by log-sum-exp samples exactly what transformers samples: left
+    padding, grouped-query heads and Qwen3's q/k norms included."""
+    from openrft.rollout import llama_decode
+
+    monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
+    model = ARCHITECTURES[name]()
+    fast, reference = _decode(model, True, repeats=3), _decode(model, False, repeats=3)
+    assert all(isinstance(cache, llama_decode.SharedPromptCache)
+               for cache in fast.forward.caches)
+    assert torch.equal(fast.output.tokens, reference.output.tokens)
+    torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
+                               atol=1e-5, rtol=0)
+
+
+def test_rows_share_a_prompt_cache_only_in_whole_groups() -> None:
+    from openrft.rollout.llama_decode import grouped_repeats
+
+    assert grouped_repeats(torch.tensor([2, 2, 0, 0, 1, 1]), 6) == 2  # any prompt order
+    assert grouped_repeats(torch.tensor([0, 1, 0, 1]), 4) == 1  # interleaved
+    assert grouped_repeats(torch.tensor([0, 0, 0, 1, 1, 2]), 6) == 1  # unequal groups
+    assert grouped_repeats(torch.tensor([0, 0, 1, 1, 0, 0]), 6) == 1  # a prompt twice
+    assert grouped_repeats(None, 4) == 1
+
+
+def test_attention_with_log_sum_exp_from_plain_ops_matches_the_cpu_kernel() -> None:
+    """The non-CPU path of the shared-prompt attention against the CPU flash kernel and
+    against softmax attention written out (padding bias included)."""
+    from openrft.rollout.llama_decode import _attention_with_lse, plain_attention_with_lse
+
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(3, 2, n, 8, generator=generator) for n in (5, 7, 7))
+    bias = torch.zeros(3, 1, 1, 7)
+    bias[1, ..., :3] = float("-inf")
+    scores = q @ k.transpose(-1, -2) * 0.3 + bias
+    expected = (torch.softmax(scores, -1) @ v, torch.logsumexp(scores, -1))
+    for got in (_attention_with_lse(q, k, v, bias, 0.3),
+                plain_attention_with_lse(q, k, v, bias, 0.3)):
+        torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)

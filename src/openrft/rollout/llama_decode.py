@@ -6,8 +6,8 @@ transformers modules each one pays for mask building, cache bookkeeping and ~7 s
 linear layers per block (plus 2 more matmuls per LoRA-adapted layer). Here the weights
 are gathered once per rollout into fused matrices (q|k|v and gate|up, LoRA deltas merged
 in, as eval-mode LoRA computes W + scale * B @ A anyway) and, on CPU, prepacked for
-oneDNN (`Linear`); the KV cache is a pre-allocated buffer written in place, and a block
-is ~15 tensor ops. The arithmetic is
+oneDNN (`Linear`); the KV cache is a pre-allocated buffer written in place (a group's
+long prompt held once, `SharedPromptCache`), and a block is ~15 tensor ops. The arithmetic is
 the model's own: its rotary embedding module, its RMSNorm epsilon, its attention scale.
 
 Anything this module does not reproduce exactly (other architectures, sliding windows,
@@ -168,6 +168,134 @@ class BufferPool:
         return flat[:size].view(shape)
 
 
+SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once. Recorded
+# m5 rollouts of 8 prompts x 8 rows x 64 tokens: even at 16 prompt tokens, 4% faster at
+# 32, 0.99 vs 1.45 s at 200.
+
+
+class RowCache:
+    """One layer's keys and values, every row its own (R, kv_heads, capacity, head_dim)
+    buffer, the prompt copied into each row that repeats it."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+                 capacity: int, copies: torch.Tensor | None) -> None:
+        rows, length = valid.shape
+        shape = (rows, k.shape[1], capacity, k.shape[-1])
+        self.keys, self.values = k.new_empty(shape), v.new_empty(shape)  # not pooled
+        self.keys[:, :, :length] = copied_rows(k, copies)
+        self.values[:, :, :length] = copied_rows(v, copies)
+        self.bias = None  # (R, 1, 1, capacity) -inf at left padding; None: no padding
+        if not bool(valid.all()):
+            self.bias = torch.zeros(rows, 1, 1, capacity, device=k.device, dtype=k.dtype)
+            self.bias[:, 0, 0, :length].masked_fill_(~valid, float("-inf"))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
+               scale: float) -> torch.Tensor:
+        """Store one position's k, v (R, kv_heads, 1, head_dim); attend to all so far."""
+        end = position + 1
+        self.keys[:, :, position:end] = k
+        self.values[:, :, position:end] = v
+        bias = None if self.bias is None else self.bias[..., :end]
+        return F.scaled_dot_product_attention(
+            q, self.keys[:, :, :end], self.values[:, :, :end], attn_mask=bias, scale=scale,
+            enable_gqa=k.shape[1] != q.shape[1])
+
+
+class SharedPromptCache:
+    """One layer's keys and values with each distinct prompt's held once and the
+    completions' per row, for rows that repeat each prompt `group` times in a row
+    (GRPO's layout, `grouped_repeats`).
+
+    Why: at every token each row's attention reads its whole cache, and with long
+    prompts that is mostly the prompt, the same for a whole group. Here a step attends to
+    a group's prompt once (its rows' queries batched together) and to each row's own
+    completion, and merges the two softmaxes by their log-sum-exps: the same attention,
+    with the prompt read 1/group as often (m5 attention at 200 prompt tokens: 230 vs
+    560 ms per 64-token rollout of 8 x 8 rows).
+    """
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, extra: int,
+                 group: int, copies: torch.Tensor) -> None:
+        order = copies[::group]  # the distinct prompt of each group of rows
+        self.prompt_keys, self.prompt_values = k[order], v[order]  # (D, kv, P, head_dim)
+        valid = valid[order]
+        self.group = group
+        shape = (k.shape[0] * group, k.shape[1], extra, k.shape[-1])
+        self.keys, self.values = k.new_empty(shape), v.new_empty(shape)  # not pooled
+        self.start = valid.shape[1]  # the position of the first completion token
+        self.bias = None  # (D, 1, 1, P) -inf at left padding; None: no padding
+        if not bool(valid.all()):
+            self.bias = torch.zeros(valid.shape[0], 1, 1, valid.shape[1], device=k.device,
+                                    dtype=k.dtype).masked_fill_(~valid[:, None, None],
+                                                                float("-inf"))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
+               scale: float) -> torch.Tensor:
+        """Store one position's k, v (R, kv_heads, 1, head_dim); attend to all so far."""
+        rows, heads, _, head_dim = q.shape
+        kv_heads = k.shape[1]
+        distinct, end = self.prompt_keys.shape[0], position - self.start + 1
+        self.keys[:, :, end - 1 : end] = k
+        self.values[:, :, end - 1 : end] = v
+        # Grouped queries of one key/value head are attended as one query block of
+        # (group x heads-per-kv-head) rows: no copy of the keys per query head.
+        per_kv = q.view(rows, kv_heads, heads // kv_heads, head_dim)
+        grouped = per_kv.view(distinct, self.group, kv_heads, -1, head_dim).transpose(1, 2)
+        prompt_out, prompt_lse = _attention_with_lse(
+            grouped.reshape(distinct, kv_heads, -1, head_dim), self.prompt_keys,
+            self.prompt_values, self.bias, scale)
+        prompt_out = prompt_out.view(distinct, kv_heads, self.group, -1, head_dim
+                                     ).transpose(1, 2).reshape(rows, heads, head_dim)
+        prompt_lse = prompt_lse.view(distinct, kv_heads, self.group, -1
+                                     ).transpose(1, 2).reshape(rows, heads)
+        own_out, own_lse = _attention_with_lse(per_kv, self.keys[:, :, :end],
+                                               self.values[:, :, :end], None, scale)
+        own_out, own_lse = own_out.reshape(rows, heads, head_dim), own_lse.reshape(rows, heads)
+        top = torch.maximum(prompt_lse, own_lse)
+        prompt_weight, own_weight = (prompt_lse - top).exp_(), (own_lse - top).exp_()
+        out = prompt_out.mul_(prompt_weight[..., None]).addcmul_(own_out, own_weight[..., None])
+        return out.div_((prompt_weight + own_weight)[..., None]).unsqueeze(2)
+
+
+def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        bias: torch.Tensor | None, scale: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scale + bias) v and the log-sum-exp of each query's scores
+    (torch's own CPU flash-attention kernel, which returns both)."""
+    if q.device.type != "cpu":
+        return plain_attention_with_lse(q, k, v, bias, scale)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, attn_mask=bias, scale=scale)
+    return out, lse
+
+
+def plain_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             bias: torch.Tensor | None, scale: float
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_attention_with_lse` from plain tensor ops, for devices without the CPU kernel."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
+    if bias is not None:
+        scores = scores + bias
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.matmul((scores - lse[..., None]).exp_(), v), lse
+
+
+def grouped_repeats(copies: torch.Tensor | None, rows: int) -> int:
+    """G when the rows are the distinct prompts each repeated G times in a row, in any
+    order of prompts, else 1 (`copies`: `distinct_rows`' inverse; None: all distinct)."""
+    if copies is None:
+        return 1
+    distinct = int(copies.max()) + 1
+    group = rows // distinct
+    if group * distinct != rows:
+        return 1
+    groups = copies.view(distinct, group)
+    one_prompt_each = bool((groups == groups[:, :1]).all())
+    if not one_prompt_each or len(torch.unique(groups[:, 0])) != distinct:
+        return 1
+    return group
+
+
 class LlamaDecodeForward:
     """prefill(...) then step(...) repeatedly; both return last-position logits (R, V).
     With `record`, every matmul output is also kept in `tape` (see ForwardTape); with a
@@ -188,10 +316,8 @@ class LlamaDecodeForward:
         self.lm_head = Linear(_cast(effective_weight(base.lm_head), matmul_dtype),
                               _bias(base.lm_head))
         self.blocks = [_gather_block(layer, matmul_dtype) for layer in inner.layers]
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.caches: list[RowCache | SharedPromptCache] = []  # one per layer
         self.length = 0
-        self.pad_bias: torch.Tensor | None = None  # (R, 1, 1, capacity) -inf at padding
         self.record = record
         self.pool = pool
         self.tape: ForwardTape | None = None
@@ -208,35 +334,34 @@ class LlamaDecodeForward:
         for linear in [self.lm_head, *(lin for block in self.blocks for lin in block.linears())]:
             linear.pack(rows)  # for the decode steps' shape: one token per row
         key_valid = attention_mask.bool()
-        self.pad_bias = None  # no padding: decode steps need no mask at all
-        if not bool(key_valid.all()):
-            self.pad_bias = torch.zeros(rows, 1, 1, capacity, device=input_ids.device)
-            self.pad_bias[:, 0, 0, :length].masked_fill_(~key_valid, float("-inf"))
-        self.keys, self.values, self.length = [], [], 0
+        self.caches, self.length = [], 0
         if self.record:
             self.tape = _new_tape(input_ids, positions, key_valid, capacity)
         first, copies = distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
+        group = grouped_repeats(copies, rows)
+        shared = group > 1 and length >= SHARED_PROMPT_MIN_TOKENS
+        self._new_cache = functools.partial(
+            SharedPromptCache, valid=key_valid[first], extra=extra, group=group,
+            copies=copies) if shared \
+            else functools.partial(RowCache, valid=key_valid, capacity=capacity, copies=copies)
         hidden = self._run(input_ids[first], positions[first], prompt_mask(key_valid[first]),
                            capacity, copies)
         return self._logits(hidden[:, -1], copies)
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token per row: tokens (R,), positions (R,) -> logits (R, V)."""
-        mask = None
-        if self.pad_bias is not None:
-            mask = self.pad_bias[..., : self.length + 1]
         if self.tape is not None:
             self.tape.input_ids[:, self.length] = tokens
             self.tape.positions[:, self.length] = positions
-        hidden = self._run(tokens[:, None], positions[:, None], mask, 0)
+        hidden = self._run(tokens[:, None], positions[:, None], None, 0)
         return self._logits(hidden[:, -1])
 
     def _run(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
              capacity: int, copies: torch.Tensor | None = None) -> torch.Tensor:
-        """Run `ids` through the blocks. A prefill (capacity > 0) allocates the cache for
-        `copies` rows (row i holds the result of ids row copies[i]) when given."""
+        """Run `ids` through the blocks. A prefill (capacity > 0, `mask` its attention mask)
+        makes each layer's cache, for `copies` rows (row i holds the result of ids row
+        copies[i]) when given; a decode step (one token per row) attends through it."""
         rows, length = ids.shape
-        cache_rows = rows if copies is None else copies.shape[0]
         x = F.embedding(ids, self.embed)
         cos, sin = self.rotary(x, positions)
         start, end = self.length, self.length + length
@@ -250,22 +375,13 @@ class LlamaDecodeForward:
                 k = F.rms_norm(k, k.shape[-1:], block.k_norm, self.eps)
             q, k = rotated(q.transpose(1, 2), cos, sin), rotated(k.transpose(1, 2), cos, sin)
             v = v.transpose(1, 2)
-            if capacity:  # prefill: allocate this layer's cache, attend to k and v as they are
-                shape = (cache_rows, self.kv_heads, capacity, self.head_dim)
-                self.keys.append(k.new_empty(shape))  # freed after the rollout: not pooled
-                self.values.append(v.new_empty(shape))
-                self.keys[index][:, :, start:end] = copied_rows(k, copies)
-                self.values[index][:, :, start:end] = copied_rows(v, copies)
-                keys, values = k, v
+            if capacity:  # prefill: the prompts attend to themselves, then fill the cache
+                attn = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, scale=self.scale,
+                    enable_gqa=self.kv_heads != self.heads)
+                self.caches.append(self._new_cache(k, v))
             else:
-                self.keys[index][:, :, start:end] = k
-                self.values[index][:, :, start:end] = v
-                keys, values = self.keys[index][:, :, :end], self.values[index][:, :, :end]
-            attn_mask = mask if mask is None or mask.dtype == torch.bool else mask.to(q.dtype)
-            attn = F.scaled_dot_product_attention(
-                q, keys, values,
-                attn_mask=attn_mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads,
-            )
+                attn = self.caches[index].attend(q, k, v, start, self.scale)
             out = block.out(attn.transpose(1, 2).reshape(rows, length, -1))
             x = x + out
             h = F.rms_norm(x, x.shape[-1:], block.post_norm, self.eps)
