@@ -78,6 +78,7 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
         expert["precision"] = "bf16"
     if args.lora:
         expert.update(lora_rank=args.lora, lora_alpha=2 * args.lora)
+    expert.update(args.expert)
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.jsonl"
         train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -108,6 +109,8 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds": cpu[1:],
         "generate_seconds": [m["sampling_seconds"] for m in measured],
         "update_seconds": [m["training_seconds"] for m in measured],
+        # rows of zero-variance groups: with beta 0 the update skips them (same result)
+        "untrained_rows": [m["zero_variance_groups"] * args.group for m in measured],
         "completion_tokens_mean": lengths,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -245,6 +248,16 @@ def spawn(side: str, argv: list[str], baseline_src: str | None) -> dict[str, Any
     return result
 
 
+def _expert_setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not JSON ({error})") from None
+
+
 def describe(xs: list[float]) -> tuple[float, float, float]:
     return min(xs), statistics.median(xs), max(xs)
 
@@ -280,6 +293,9 @@ def main() -> None:
     parser.add_argument("--json-out", help="write all raw results here")
     parser.add_argument("--baseline-src", help="also run OpenRFT from this source tree "
                         "(e.g. a `git worktree` of an older commit), interleaved")
+    parser.add_argument("--expert", type=_expert_setting, action="append", default=[],
+                        metavar="KEY=JSON", help="an OpenRFT `expert` setting, e.g. "
+                        "skip_zero_advantage=false (repeatable; OpenRFT side only)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -327,7 +343,10 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]],
         if side.startswith("openrft"):
             gen = statistics.median(s for r in results for s in r["generate_seconds"])
             upd = statistics.median(s for r in results for s in r["update_seconds"])
-            print(f"{side:12s} generate median={gen:.3f}s update median={upd:.3f}s")
+            untrained = [n for r in results for n in r.get("untrained_rows", [])]
+            share = sum(untrained) / max(1, len(untrained) * args.prompts * args.group)
+            print(f"{side:12s} generate median={gen:.3f}s update median={upd:.3f}s "
+                  f"zero_advantage_rows={share:.0%}")
     if "floor" in medians and "openrft" in medians:
         print(f"floor/openrft={medians['floor'] / medians['openrft']:.2f} "
               "(share of the step a plain forward+backward would take)")
