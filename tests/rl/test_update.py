@@ -52,11 +52,13 @@ def _advantages(zero_groups: list[int]) -> torch.Tensor:
     return values
 
 
-@pytest.mark.parametrize("replay", [False, True])
-def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(make_config, replay):
+@pytest.mark.parametrize(("replay", "expert"), [
+    (False, {}), (True, {}), (False, {"grad_accum_steps": 2, "num_iterations": 2})])
+def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(make_config, replay, expert):
     """Two groups of three carry no signal: only the other group's rows are trained, and
-    the weights, loss, entropy (all rows) and clip fraction are those of the full update."""
-    runs = {skip: _updated_weights(make_config, skip, replay, [_advantages([0, 2])])
+    the weights, loss, entropy (all rows) and clip fraction are those of the full update,
+    also over micro-batches and several iterations on the batch."""
+    runs = {skip: _updated_weights(make_config, skip, replay, [_advantages([0, 2])], **expert)
             for skip in (True, False)}
     (skipped, [fast]), (full, [slow]) = runs[True], runs[False]
     assert fast.replayed == slow.replayed == replay
