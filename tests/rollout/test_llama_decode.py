@@ -108,11 +108,17 @@ def test_lora_deltas_are_merged_into_the_fast_weights() -> None:
     assert not torch.allclose(plain.output.logprobs, fast.output.logprobs, atol=1e-3)
 
 
-def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> None:
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward(
+        repeats: int, monkeypatch) -> None:
     """Under autocast the snapshot holds bf16 matmul weights (cast once, as autocast would
-    cast them at every call); prefill and a decode step agree with transformers'."""
+    cast them at every call); prefill and a decode step agree with transformers', with
+    the row cache and (repeated prompts) the group-shared prompt cache."""
+    from openrft.rollout import llama_decode
+
+    monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
     model = ARCHITECTURES["llama_gqa_tied"]()
-    ids, mask = left_padded_batch()
+    ids, mask = (t.repeat_interleave(repeats, 0) for t in left_padded_batch())
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast_forward, reference_forward = fast_decode_for(model), TransformersForward(model)
@@ -123,6 +129,8 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward() -> 
                         reference_forward.step(ids[:, -1], positions[:, -1] + 1)]):
             assert logits[0].dtype == logits[1].dtype
             torch.testing.assert_close(logits[0].float(), logits[1].float(), atol=2e-2, rtol=0)
+        shared = isinstance(fast_forward.caches[0], llama_decode.SharedPromptCache)
+        assert shared == (repeats > 1)
     assert fast_decode_for(model).blocks[0].qkv.weight.dtype == torch.float32  # autocast off
 
 

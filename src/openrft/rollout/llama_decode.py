@@ -261,7 +261,11 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         bias: torch.Tensor | None, scale: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T * scale + bias) v and the log-sum-exp of each query's scores
-    (torch's own CPU flash-attention kernel, which returns both)."""
+    (torch's own CPU flash-attention kernel, which returns both). Under autocast q and k
+    leave the rotary embedding in float32 and v is bf16: all run in v's dtype, as autocast
+    runs F.scaled_dot_product_attention."""
+    q, k = q.to(v.dtype), k.to(v.dtype)
+    bias = None if bias is None else bias.to(v.dtype)
     if q.device.type != "cpu":
         return plain_attention_with_lse(q, k, v, bias, scale)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -272,12 +276,13 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def plain_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              bias: torch.Tensor | None, scale: float
                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_attention_with_lse` from plain tensor ops, for devices without the CPU kernel."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
+    """`_attention_with_lse` from plain tensor ops (softmax in float32, as the CPU kernel
+    does), for devices without that kernel."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
     if bias is not None:
         scores = scores + bias
     lse = torch.logsumexp(scores, dim=-1)
-    return torch.matmul((scores - lse[..., None]).exp_(), v), lse
+    return torch.matmul((scores - lse[..., None]).exp_().to(v.dtype), v), lse
 
 
 def grouped_repeats(copies: torch.Tensor | None, rows: int) -> int:
