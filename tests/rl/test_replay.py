@@ -16,7 +16,7 @@ from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, completion_logprobs
 from openrft.rl.replay import replay_supported, tape_logprobs
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
-from openrft.rollout.llama_decode import BufferPool
+from openrft.rollout.forward_tape import BufferPool
 
 TEMPERATURE = 0.7
 

@@ -27,6 +27,12 @@ from openrft.rollout.decode import (
     PreallocatedLayer,
     TransformersForward,
 )
+from openrft.rollout.kv_cache import (
+    SharedPromptCache,
+    _attention_with_lse,
+    grouped_repeats,
+    plain_attention_with_lse,
+)
 from openrft.rollout.llama_decode import LlamaDecodeForward, fast_decode_for
 
 
@@ -129,7 +135,7 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward(
                         reference_forward.step(ids[:, -1], positions[:, -1] + 1)]):
             assert logits[0].dtype == logits[1].dtype
             torch.testing.assert_close(logits[0].float(), logits[1].float(), atol=2e-2, rtol=0)
-        shared = isinstance(fast_forward.caches[0], llama_decode.SharedPromptCache)
+        shared = isinstance(fast_forward.caches[0], SharedPromptCache)
         assert shared == (repeats > 1)
     assert fast_decode_for(model).blocks[0].qkv.weight.dtype == torch.float32  # autocast off
 
@@ -193,7 +199,7 @@ def test_a_group_shared_prompt_cache_decodes_as_the_transformers_forward(
     monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
     model = ARCHITECTURES[name]()
     fast, reference = _decode(model, True, repeats=3), _decode(model, False, repeats=3)
-    assert all(isinstance(cache, llama_decode.SharedPromptCache)
+    assert all(isinstance(cache, SharedPromptCache)
                for cache in fast.forward.caches)
     assert torch.equal(fast.output.tokens, reference.output.tokens)
     torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
@@ -201,8 +207,6 @@ def test_a_group_shared_prompt_cache_decodes_as_the_transformers_forward(
 
 
 def test_rows_share_a_prompt_cache_only_in_whole_groups() -> None:
-    from openrft.rollout.llama_decode import grouped_repeats
-
     assert grouped_repeats(torch.tensor([2, 2, 0, 0, 1, 1]), 6) == 2  # any prompt order
     assert grouped_repeats(torch.tensor([0, 1, 0, 1]), 4) == 1  # interleaved
     assert grouped_repeats(torch.tensor([0, 0, 0, 1, 1, 2]), 6) == 1  # unequal groups
@@ -213,8 +217,6 @@ def test_rows_share_a_prompt_cache_only_in_whole_groups() -> None:
 def test_attention_with_log_sum_exp_from_plain_ops_matches_the_cpu_kernel() -> None:
     """The non-CPU path of the shared-prompt attention against the CPU flash kernel and
     against softmax attention written out (padding bias included)."""
-    from openrft.rollout.llama_decode import _attention_with_lse, plain_attention_with_lse
-
     generator = torch.Generator().manual_seed(4)
     q, k, v = (torch.randn(3, 2, n, 8, generator=generator) for n in (5, 7, 7))
     bias = torch.zeros(3, 1, 1, 7)

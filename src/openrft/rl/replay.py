@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from openrft.rl.logprobs import TokenBatch, probs_into, probs_to_grad, spend_once
+from openrft.rollout.forward_tape import ForwardTape
+from openrft.rollout.kv_cache import copied_rows, distinct_rows
 from openrft.rollout.llama_decode import (
-    ForwardTape,
     attention_shape,
-    copied_rows,
-    distinct_rows,
     is_lora_layer,
     joined_bias,
     prompt_mask,

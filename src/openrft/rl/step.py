@@ -27,8 +27,8 @@ from openrft.rl.replay import (
     tape_logprobs,
 )
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.forward_tape import ForwardTape
 from openrft.rollout.hf import HFRolloutEngine
-from openrft.rollout.llama_decode import ForwardTape
 
 
 @dataclass

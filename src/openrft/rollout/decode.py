@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from openrft.rollout.llama_decode import BufferPool, ForwardTape, fast_decode_for
+from openrft.rollout.forward_tape import BufferPool, ForwardTape
+from openrft.rollout.llama_decode import fast_decode_for
 from openrft.rollout.sampling import choose_tokens, sample_from_probs
 
 

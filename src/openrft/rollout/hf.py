@@ -16,7 +16,7 @@ import torch
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
 from openrft.rollout.engine import GenerationParams, Messages, Sample
-from openrft.rollout.llama_decode import BufferPool, ForwardTape
+from openrft.rollout.forward_tape import BufferPool, ForwardTape
 
 
 class HFRolloutEngine:

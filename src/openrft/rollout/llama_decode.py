@@ -6,9 +6,10 @@ transformers modules each one pays for mask building, cache bookkeeping and ~7 s
 linear layers per block (plus 2 more matmuls per LoRA-adapted layer). Here the weights
 are gathered once per rollout into fused matrices (q|k|v and gate|up, LoRA deltas merged
 in, as eval-mode LoRA computes W + scale * B @ A anyway) and, on CPU, prepacked for
-oneDNN (`Linear`); the KV cache is a pre-allocated buffer written in place (a group's
-long prompt held once, `SharedPromptCache`), and a block is ~15 tensor ops. The arithmetic is
-the model's own: its rotary embedding module, its RMSNorm epsilon, its attention scale.
+oneDNN (`Linear`); the KV cache is a pre-allocated buffer written in place (`kv_cache`:
+a group's long prompt held once), and a block is ~15 tensor ops. With `record` the matmul
+outputs are kept for the update (`forward_tape`). The arithmetic is the model's own: its
+rotary embedding module, its RMSNorm epsilon, its attention scale.
 
 Anything this module does not reproduce exactly (other architectures, sliding windows,
 biased MLPs, DoRA, adapted embeddings, attention dropout) makes `fast_decode_for` return
@@ -18,12 +19,28 @@ None and the decoder falls back to the transformers forward.
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from openrft.rollout.forward_tape import (
+    RECORDED,
+    BufferPool,
+    ForwardTape,
+    LayerRecord,
+    new_tape,
+    plain_empty,
+)
+from openrft.rollout.kv_cache import (
+    RowCache,
+    SharedPromptCache,
+    copied_rows,
+    distinct_rows,
+    grouped_repeats,
+)
 
 SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -89,216 +106,9 @@ class _Block:
         return [self.qkv, self.out, self.gate_up, self.down]
 
 
-@dataclass
-class LayerRecord:
-    """The outputs of one block's four matmuls at every position a rollout ran."""
-
-    qkv: torch.Tensor  # (R, L, (heads + 2 * kv_heads) * head_dim), bias included
-    out: torch.Tensor  # (R, L, hidden) attention output projection
-    gate_up: torch.Tensor  # (R, L, 2 * intermediate)
-    down: torch.Tensor  # (R, L, hidden)
-
-
-RECORDED = ("qkv", "out", "gate_up", "down")  # LayerRecord's fields, in block order
-
-
-@dataclass
-class ForwardTape:
-    """What a recorded rollout computed, so that an on-policy update can take its forward
-    pass from here instead of running the model again (`rl.replay`).
-
-    Columns are the decode's own: P left-padded prompt positions, then one per token fed
-    back. Logit row t is the distribution completion token t was sampled from.
-    """
-
-    input_ids: torch.Tensor  # (R, L) prompt then the completion tokens fed back
-    positions: torch.Tensor  # (R, L) rotary positions (real tokens only are counted)
-    key_valid: torch.Tensor  # (R, L) bool: False at left padding
-    prompt_length: int  # P
-    layers: list[LayerRecord] = field(default_factory=list)
-    logits: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # (R, T, V)
-    length: int = 0  # positions run so far
-    steps: int = 0  # logit rows written so far
-
-    def truncated(self) -> ForwardTape:
-        """The tape cut to what was run (the buffers were sized for max_tokens)."""
-        cut = [LayerRecord(*(getattr(r, f)[:, : self.length] for f in RECORDED))
-               for r in self.layers]
-        return ForwardTape(self.input_ids[:, : self.length], self.positions[:, : self.length],
-                           self.key_valid[:, : self.length], self.prompt_length, cut,
-                           self.logits[:, : self.steps], self.length, self.steps)
-
-    def keep_rows(self, rows: torch.Tensor) -> ForwardTape:
-        """The tape of `rows` only (ascending indices). The kept rows are moved to the
-        front of this tape's own buffers, so nothing tape-sized is allocated; this tape is
-        used up."""
-        arrays = [self.input_ids, self.positions, self.key_valid, self.logits,
-                  *(getattr(r, f) for r in self.layers for f in RECORDED)]
-        for target, source in enumerate(rows.tolist()):
-            if target != source:
-                for array in arrays:
-                    array[target].copy_(array[source])
-        n = len(rows)
-        cut = [LayerRecord(*(getattr(r, f)[:n] for f in RECORDED)) for r in self.layers]
-        return ForwardTape(self.input_ids[:n], self.positions[:n], self.key_valid[:n],
-                           self.prompt_length, cut, self.logits[:n], self.length, self.steps)
-
-
-class BufferPool:
-    """Uninitialised buffers by name, reused from one recorded rollout to the next.
-
-    Why: a recorded rollout writes a few hundred MB of fresh memory (its tape), and on
-    Linux each new 4 KiB page costs a page fault: ~0.15 s per rollout at 5M parameters,
-    10 % of a GRPO step. (The KV cache is not pooled: it is dead during the update, and
-    pooled it would add to the update's peak memory.) The contract: a buffer handed out is
-    only valid until the same name is taken again, i.e. a tape lives until the next
-    recorded rollout of the same engine (the trainer consumes it in between).
-    """
-
-    def __init__(self) -> None:
-        self._flat: dict[str, torch.Tensor] = {}
-
-    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        size = math.prod(shape)
-        flat = self._flat.get(name)
-        if flat is None or flat.numel() < size or flat.dtype != like.dtype or (
-                flat.device != like.device):
-            flat = _plain_empty(like, (size,))
-            self._flat[name] = flat
-        return flat[:size].view(shape)
-
-
 SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once. Recorded
 # m5 rollouts of 8 prompts x 8 rows x 64 tokens: even at 16 prompt tokens, 4% faster at
 # 32, 0.99 vs 1.45 s at 200.
-
-
-class RowCache:
-    """One layer's keys and values, every row its own (R, kv_heads, capacity, head_dim)
-    buffer, the prompt copied into each row that repeats it."""
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
-                 capacity: int, copies: torch.Tensor | None) -> None:
-        rows, length = valid.shape
-        shape = (rows, k.shape[1], capacity, k.shape[-1])
-        self.keys, self.values = k.new_empty(shape), v.new_empty(shape)  # not pooled
-        self.keys[:, :, :length] = copied_rows(k, copies)
-        self.values[:, :, :length] = copied_rows(v, copies)
-        self.bias = None  # (R, 1, 1, capacity) -inf at left padding; None: no padding
-        if not bool(valid.all()):
-            self.bias = torch.zeros(rows, 1, 1, capacity, device=k.device, dtype=k.dtype)
-            self.bias[:, 0, 0, :length].masked_fill_(~valid, float("-inf"))
-
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
-               scale: float) -> torch.Tensor:
-        """Store one position's k, v (R, kv_heads, 1, head_dim); attend to all so far."""
-        end = position + 1
-        self.keys[:, :, position:end] = k
-        self.values[:, :, position:end] = v
-        bias = None if self.bias is None else self.bias[..., :end]
-        return F.scaled_dot_product_attention(
-            q, self.keys[:, :, :end], self.values[:, :, :end], attn_mask=bias, scale=scale,
-            enable_gqa=k.shape[1] != q.shape[1])
-
-
-class SharedPromptCache:
-    """One layer's keys and values with each distinct prompt's held once and the
-    completions' per row, for rows that repeat each prompt `group` times in a row
-    (GRPO's layout, `grouped_repeats`).
-
-    Why: at every token each row's attention reads its whole cache, and with long
-    prompts that is mostly the prompt, the same for a whole group. Here a step attends to
-    a group's prompt once (its rows' queries batched together) and to each row's own
-    completion, and merges the two softmaxes by their log-sum-exps: the same attention,
-    with the prompt read 1/group as often (m5 attention at 200 prompt tokens: 230 vs
-    560 ms per 64-token rollout of 8 x 8 rows).
-    """
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, extra: int,
-                 group: int, copies: torch.Tensor) -> None:
-        order = copies[::group]  # the distinct prompt of each group of rows
-        self.prompt_keys, self.prompt_values = k[order], v[order]  # (D, kv, P, head_dim)
-        valid = valid[order]
-        self.group = group
-        shape = (k.shape[0] * group, k.shape[1], extra, k.shape[-1])
-        self.keys, self.values = k.new_empty(shape), v.new_empty(shape)  # not pooled
-        self.start = valid.shape[1]  # the position of the first completion token
-        self.bias = None  # (D, 1, 1, P) -inf at left padding; None: no padding
-        if not bool(valid.all()):
-            self.bias = torch.zeros(valid.shape[0], 1, 1, valid.shape[1], device=k.device,
-                                    dtype=k.dtype).masked_fill_(~valid[:, None, None],
-                                                                float("-inf"))
-
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
-               scale: float) -> torch.Tensor:
-        """Store one position's k, v (R, kv_heads, 1, head_dim); attend to all so far."""
-        rows, heads, _, head_dim = q.shape
-        kv_heads = k.shape[1]
-        distinct, end = self.prompt_keys.shape[0], position - self.start + 1
-        self.keys[:, :, end - 1 : end] = k
-        self.values[:, :, end - 1 : end] = v
-        # Grouped queries of one key/value head are attended as one query block of
-        # (group x heads-per-kv-head) rows: no copy of the keys per query head.
-        per_kv = q.view(rows, kv_heads, heads // kv_heads, head_dim)
-        grouped = per_kv.view(distinct, self.group, kv_heads, -1, head_dim).transpose(1, 2)
-        prompt_out, prompt_lse = _attention_with_lse(
-            grouped.reshape(distinct, kv_heads, -1, head_dim), self.prompt_keys,
-            self.prompt_values, self.bias, scale)
-        prompt_out = prompt_out.view(distinct, kv_heads, self.group, -1, head_dim
-                                     ).transpose(1, 2).reshape(rows, heads, head_dim)
-        prompt_lse = prompt_lse.view(distinct, kv_heads, self.group, -1
-                                     ).transpose(1, 2).reshape(rows, heads)
-        own_out, own_lse = _attention_with_lse(per_kv, self.keys[:, :, :end],
-                                               self.values[:, :, :end], None, scale)
-        own_out, own_lse = own_out.reshape(rows, heads, head_dim), own_lse.reshape(rows, heads)
-        top = torch.maximum(prompt_lse, own_lse)
-        prompt_weight, own_weight = (prompt_lse - top).exp_(), (own_lse - top).exp_()
-        out = prompt_out.mul_(prompt_weight[..., None]).addcmul_(own_out, own_weight[..., None])
-        return out.div_((prompt_weight + own_weight)[..., None]).unsqueeze(2)
-
-
-def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        bias: torch.Tensor | None, scale: float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T * scale + bias) v and the log-sum-exp of each query's scores
-    (torch's own CPU flash-attention kernel, which returns both). Under autocast q and k
-    leave the rotary embedding in float32 and v is bf16: all run in v's dtype, as autocast
-    runs F.scaled_dot_product_attention."""
-    q, k = q.to(v.dtype), k.to(v.dtype)
-    bias = None if bias is None else bias.to(v.dtype)
-    if q.device.type != "cpu":
-        return plain_attention_with_lse(q, k, v, bias, scale)
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, k, v, attn_mask=bias, scale=scale)
-    return out, lse
-
-
-def plain_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             bias: torch.Tensor | None, scale: float
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_attention_with_lse` from plain tensor ops (softmax in float32, as the CPU kernel
-    does), for devices without that kernel."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
-    if bias is not None:
-        scores = scores + bias
-    lse = torch.logsumexp(scores, dim=-1)
-    return torch.matmul((scores - lse[..., None]).exp_().to(v.dtype), v), lse
-
-
-def grouped_repeats(copies: torch.Tensor | None, rows: int) -> int:
-    """G when the rows are the distinct prompts each repeated G times in a row, in any
-    order of prompts, else 1 (`copies`: `distinct_rows`' inverse; None: all distinct)."""
-    if copies is None:
-        return 1
-    distinct = int(copies.max()) + 1
-    group = rows // distinct
-    if group * distinct != rows:
-        return 1
-    groups = copies.view(distinct, group)
-    one_prompt_each = bool((groups == groups[:, :1]).all())
-    if not one_prompt_each or len(torch.unique(groups[:, 0])) != distinct:
-        return 1
-    return group
 
 
 class LlamaDecodeForward:
@@ -322,6 +132,8 @@ class LlamaDecodeForward:
                               _bias(base.lm_head))
         self.blocks = [_gather_block(layer, matmul_dtype) for layer in inner.layers]
         self.caches: list[RowCache | SharedPromptCache] = []  # one per layer
+        # how the prefill makes a layer's cache from its prompt keys and values
+        self.new_cache: Callable[[torch.Tensor, torch.Tensor], RowCache | SharedPromptCache]
         self.length = 0
         self.record = record
         self.pool = pool
@@ -331,8 +143,10 @@ class LlamaDecodeForward:
                 positions: torch.Tensor, extra: int) -> torch.Tensor:
         """Run the (R, P) left-padded prompts, keep room for `extra` more positions.
 
-        Identical rows (GRPO repeats each prompt group_size times) are run once and their
-        cache copied to every row that repeats them: the prefill costs distinct prompts.
+        Identical rows (GRPO repeats each prompt group_size times) are run once: the
+        prefill costs distinct prompts. Their keys and values are copied to every row that
+        repeats them (`RowCache`) or, for long prompts repeated in whole groups, held once
+        per group (`SharedPromptCache`).
         """
         rows, length = input_ids.shape
         capacity = length + extra
@@ -341,14 +155,15 @@ class LlamaDecodeForward:
         key_valid = attention_mask.bool()
         self.caches, self.length = [], 0
         if self.record:
-            self.tape = _new_tape(input_ids, positions, key_valid, capacity)
+            self.tape = new_tape(input_ids, positions, key_valid, capacity)
         first, copies = distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
         group = grouped_repeats(copies, rows)
-        shared = group > 1 and length >= SHARED_PROMPT_MIN_TOKENS
-        self._new_cache = functools.partial(
-            SharedPromptCache, valid=key_valid[first], extra=extra, group=group,
-            copies=copies) if shared \
-            else functools.partial(RowCache, valid=key_valid, capacity=capacity, copies=copies)
+        if copies is not None and group > 1 and length >= SHARED_PROMPT_MIN_TOKENS:
+            self.new_cache = functools.partial(SharedPromptCache, valid=key_valid[first],
+                                               extra=extra, group=group, copies=copies)
+        else:
+            self.new_cache = functools.partial(RowCache, valid=key_valid, capacity=capacity,
+                                               copies=copies)
         hidden = self._run(input_ids[first], positions[first], prompt_mask(key_valid[first]),
                            capacity, copies)
         return self._logits(hidden[:, -1], copies)
@@ -384,7 +199,7 @@ class LlamaDecodeForward:
                 attn = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, scale=self.scale,
                     enable_gqa=self.kv_heads != self.heads)
-                self.caches.append(self._new_cache(k, v))
+                self.caches.append(self.new_cache(k, v))
             else:
                 attn = self.caches[index].attend(q, k, v, start, self.scale)
             out = block.out(attn.transpose(1, 2).reshape(rows, length, -1))
@@ -425,19 +240,7 @@ class LlamaDecodeForward:
     def _empty(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:
             return self.pool.take(name, shape, like)
-        return _plain_empty(like, shape)
-
-
-def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(one row index per distinct row, which of those each row equals), or (all rows,
-    None) when every row is distinct."""
-    distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    everything = torch.arange(rows.shape[0], device=rows.device)
-    if distinct.shape[0] == rows.shape[0]:
-        return everything, None
-    first = torch.full((distinct.shape[0],), rows.shape[0], device=rows.device)
-    first.scatter_reduce_(0, inverse, everything, reduce="amin")
-    return first, inverse
+        return plain_empty(like, shape)
 
 
 def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -450,11 +253,6 @@ def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1)
     out[..., half:].addcmul_(x[..., :half], sin[..., half:])
     return out
-
-
-def copied_rows(values: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
-    """`values` with row i taken from row copies[i] (`distinct_rows`' inverse), or as is."""
-    return values if copies is None else values[copies]
 
 
 def prompt_mask(key_valid: torch.Tensor) -> torch.Tensor:
@@ -478,26 +276,6 @@ def joined_bias(modules: list[Any]) -> torch.Tensor | None:
     weights = [m.base_layer.weight if is_lora_layer(m) else m.weight for m in modules]
     return torch.cat([b if b is not None else w.new_zeros(w.shape[0])
                       for b, w in zip(biases, weights, strict=True)])
-
-
-def _plain_empty(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised buffer that autograd may use later: the decode loop runs under
-    inference mode, whose own tensors can never be saved for backward."""
-    with torch.inference_mode(False):
-        return like.new_empty(shape)
-
-
-def _new_tape(input_ids: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor,
-              capacity: int) -> ForwardTape:
-    rows, length = input_ids.shape
-    with torch.inference_mode(False):
-        tape = ForwardTape(input_ids.new_zeros(rows, capacity),
-                           positions.new_zeros(rows, capacity),
-                           key_valid.new_ones(rows, capacity), length)
-    tape.input_ids[:, :length] = input_ids
-    tape.positions[:, :length] = positions
-    tape.key_valid[:, :length] = key_valid
-    return tape
 
 
 def attention_shape(config: Any) -> tuple[int, int, int]:
