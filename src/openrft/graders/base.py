@@ -37,6 +37,9 @@ ERROR_CODES = (
     "model_grader_server_error",
     "model_grader_refusal_error",
     "model_grader_parse_error",
+    # OpenRFT's endpoint grader (no OpenAI name exists for these):
+    "endpoint_grader_server_error",
+    "endpoint_grader_parse_error",
 )
 
 
@@ -149,6 +152,7 @@ _IMPLEMENTATIONS = {
     "score_model": "openrft.graders.model_graders:ScoreModelGraderImpl",
     "label_model": "openrft.graders.model_graders:LabelModelGraderImpl",
     "multi": "openrft.graders.multi:MultiGraderImpl",
+    "endpoint": "openrft.graders.endpoint:EndpointGraderImpl",
 }
 
 _ADAPTER: TypeAdapter[GraderSpec] = TypeAdapter(Grader)

@@ -125,12 +125,26 @@ class LabelModelGrader(_Strict):
         return self
 
 
+class EndpointGrader(_Strict):
+    """Azure's agentic-RFT `endpoint` grader: POST `{sample, item, trace_id}` to `url`,
+    read `{"score": float}` back (graders/endpoint.py)."""
+
+    type: Literal["endpoint"]
+    name: str
+    url: str = Field(pattern=r"^https?://\S+$")
+    headers: dict[str, str] | None = None
+    rate_limit: float | None = Field(default=None, gt=0)  # requests per second
+    pass_threshold: float | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=600)  # OpenRFT: <= 10 min
+
+
 SubGrader = Annotated[
     StringCheckGrader
     | TextSimilarityGrader
     | PythonGrader
     | ScoreModelGrader
-    | LabelModelGrader,
+    | LabelModelGrader
+    | EndpointGrader,
     Field(discriminator="type"),
 ]
 
@@ -150,6 +164,7 @@ Grader = Annotated[
     | PythonGrader
     | ScoreModelGrader
     | LabelModelGrader
+    | EndpointGrader
     | MultiGrader,
     Field(discriminator="type"),
 ]
@@ -160,6 +175,7 @@ GraderSpec = (
     | PythonGrader
     | ScoreModelGrader
     | LabelModelGrader
+    | EndpointGrader
     | MultiGrader
 )
 
@@ -171,6 +187,7 @@ REINFORCEMENT_TOP_LEVEL_TYPES = (
     "python",
     "score_model",
     "multi",
+    "endpoint",
 )
 
 
