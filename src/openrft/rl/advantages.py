@@ -35,6 +35,29 @@ def group_advantages(
     return centred.reshape(-1)
 
 
+def kept_group_advantages(
+    rewards: torch.Tensor,  # (B*G,)
+    kept: torch.Tensor,  # (B*G,) bool: False for a discarded rollout
+    group_size: int,
+    scale: RewardScaling = "group",
+    eps: float = 1e-4,
+) -> torch.Tensor:  # (B*G,)
+    """`group_advantages` over the kept completions only: a discarded rollout (a tool that
+    failed for good) is left out of its group's mean and std and gets advantage 0."""
+    grouped = rewards.view(-1, group_size)  # (B, G)
+    weight = kept.view(-1, group_size).to(rewards.dtype)  # (B, G)
+    count = weight.sum(dim=1, keepdim=True)  # (B, 1)
+    mean = (grouped * weight).sum(dim=1, keepdim=True) / count.clamp(min=1)
+    centred = (grouped - mean) * weight  # (B, G)
+    if scale == "group":
+        std = ((centred**2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+        centred = centred / (_nonzero(std) + eps)
+    elif scale == "batch":
+        spread = rewards[kept].std() if int(kept.sum()) > 1 else rewards.new_zeros(())
+        centred = centred / (_nonzero(spread) + eps)
+    return centred.reshape(-1)
+
+
 def _nonzero(std: torch.Tensor) -> torch.Tensor:
     # A constant group is centred to exact zeros; dividing them by 1 keeps them 0 (not NaN).
     return std.masked_fill(std == 0, 1.0)

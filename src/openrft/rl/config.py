@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrft.errors import InvalidInput
+from openrft.rollout.tools import ToolServer
 
 Auto = Literal["auto"]
 LossType = Literal["grpo", "dr_grpo", "dapo"]
@@ -151,6 +152,11 @@ class RFTConfig(_Strict):
     metadata: dict[str, str] | None = None
     """Free key/value labels, kept with the run (OpenAI's metadata)."""
     expert: ExpertSettings = Field(default_factory=ExpertSettings)
+    tools: list[ToolServer] | None = None
+    """Azure's agentic preview: tool servers `[{name, server_url, headers}]` the rollouts
+    call; episodes alternate model turns and tool results (docs/agentic.md)."""
+    max_episode_steps: int | None = Field(default=None, ge=1, le=50)
+    """Model turns per episode when `tools` are set. None: 10 (Azure's example)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -288,6 +294,8 @@ class ResolvedConfig:
     scale_rewards: RewardScaling
     keep_checkpoints: int
     keep_samples: int
+    tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
+    max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -364,4 +372,6 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         scale_rewards=ex.scale_rewards,
         keep_checkpoints=ex.keep_checkpoints,
         keep_samples=ex.keep_samples,
+        tools=[t.model_dump(exclude_none=True) for t in config.tools] if config.tools else None,
+        max_episode_steps=(config.max_episode_steps or 10) if config.tools else 1,
     )

@@ -39,7 +39,8 @@ class TokenBatch:
 
 
 def pack_samples(samples: Sequence[Sample], pad_token_id: int) -> TokenBatch:
-    """Left-pad prompts to P and right-pad completions to C (C >= 1 so shapes stay valid)."""
+    """Left-pad prompts to P and right-pad completions to C (C >= 1 so shapes stay valid).
+    The completion mask is 1 on generated tokens, or the sample's own `completion_mask`."""
     prompt_len = max(len(s.prompt_ids) for s in samples)
     completion_len = max(1, max(len(s.completion_ids) for s in samples))
     n = len(samples)
@@ -51,7 +52,10 @@ def pack_samples(samples: Sequence[Sample], pad_token_id: int) -> TokenBatch:
         input_ids[row, prompt_len - p : prompt_len] = torch.tensor(sample.prompt_ids)
         input_ids[row, prompt_len : prompt_len + c] = torch.tensor(sample.completion_ids)
         attention_mask[row, prompt_len - p : prompt_len + c] = 1
-        completion_mask[row, :c] = 1.0
+        if sample.completion_mask is None:
+            completion_mask[row, :c] = 1.0
+        else:  # an episode: 0 on the tokens its tools (and template) added
+            completion_mask[row, :c] = torch.tensor(sample.completion_mask)
     return TokenBatch(input_ids, attention_mask, completion_mask)
 
 

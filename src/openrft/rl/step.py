@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from openrft.graders.base import GradeError, GradeResult, RewardFn
-from openrft.rl.advantages import group_advantages, zero_variance_groups
+from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
@@ -27,6 +27,7 @@ from openrft.rl.replay import (
     tape_logprobs,
 )
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.episodes import EpisodeRunner, episode_metrics
 from openrft.rollout.forward_tape import ForwardTape
 from openrft.rollout.hf import HFRolloutEngine
 
@@ -52,6 +53,7 @@ class StepContext:
     engine: RolloutEngine
     reward_fn: RewardFn
     params: GenerationParams  # sampling settings; the seed is set per call
+    episodes: EpisodeRunner | None = None  # tools / multi-turn: rollouts are episodes
 
 
 @dataclass
@@ -79,6 +81,16 @@ def sample_completions(
     return engine.generate(prompts, n, params)
 
 
+def sample_episodes(
+    ctx: StepContext, prompts: list[Messages], items: Sequence[dict[str, Any]], n: int,
+    params: GenerationParams,
+) -> list[Sample]:
+    """Episodes when the job has tools (rollout/episodes.py), else plain completions."""
+    if ctx.episodes is None:
+        return sample_completions(ctx.engine, prompts, n, params)
+    return ctx.episodes.generate(prompts, [item.get("tools") for item in items], n, params)
+
+
 # -- phase 2: grade --------------------------------------------------------------------
 
 
@@ -89,7 +101,10 @@ def grade_samples(
     results: list[GradeResult | None] = [None] * len(samples)
     parsable = []
     for i, sample in enumerate(samples):
-        if sample.parse_error is not None:
+        if sample.discard_reason is not None:  # not graded: a tool failed for good
+            error = GradeError("other_error", f"rollout discarded: {sample.discard_reason}")
+            results[i] = GradeResult(score=0.0, errors=[error])
+        elif sample.parse_error is not None:
             error = GradeError("sample_parse_error", sample.parse_error)
             results[i] = GradeResult(score=0.0, errors=[error])
         else:
@@ -284,7 +299,9 @@ def run_step(
     ctx.policy.model.eval()
     tapes = None
     with _forward_precision(ctx.policy):
-        if isinstance(ctx.engine, HFRolloutEngine) and _replay_possible(ctx):
+        if ctx.episodes is not None:  # the plain path: no recorded forward for episodes
+            samples = sample_episodes(ctx, prompts, items, cfg.group_size, params)
+        elif isinstance(ctx.engine, HFRolloutEngine) and _replay_possible(ctx):
             samples, tapes = ctx.engine.generate_recorded(prompts, cfg.group_size, params)
         else:
             samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
@@ -295,8 +312,12 @@ def run_step(
     graded = time.perf_counter()
 
     advantages = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)  # (B*G,)
+    kept = torch.tensor([s.discard_reason is None for s in samples])  # (B*G,)
+    if not kept.all():  # discarded rollouts: out of their group's statistics, no loss
+        advantages = kept_group_advantages(rewards, kept, cfg.group_size, cfg.scale_rewards)
 
     batch = pack_samples(samples, ctx.policy.pad_token_id)
+    batch.completion_mask[~kept] = 0.0
     learning_rate = ctx.policy.scheduler.get_last_lr()[0]
     stats = update_policy(ctx.policy, cfg, batch, advantages, tapes)
     del tapes  # the recorded forward is only valid for these weights
@@ -326,6 +347,7 @@ def run_step(
         "training_seconds": finished - graded,
         "step_seconds": finished - started,
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
+        **episode_metrics(samples),
     }
     records = _sample_records(step, samples, grades, advantages, prompts, cfg)
     return StepOutput(metrics, records)
@@ -352,9 +374,18 @@ def _sample_records(
             "advantage": advantages[i].item(),
             "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
             "finish_reason": samples[i].finish_reason,
+            **_episode_record(samples[i]),
         }
         for i in order[: cfg.keep_samples]
     ]
+
+
+def _episode_record(sample: Sample) -> dict[str, Any]:
+    """The whole episode for sample viewers: turns, tool calls and outputs, trace id."""
+    if sample.episode is None:
+        return {}
+    return {"episode": sample.episode, "output_tools": sample.output_tools,
+            "trace_id": sample.trace_id, "discard_reason": sample.discard_reason}
 
 
 def mean_validation_reward(
@@ -370,7 +401,8 @@ def mean_validation_reward(
     for start in range(0, len(items), chunk):
         params = replace(ctx.params, seed=derived_seed(ctx.cfg.seed, step, VALID_SAMPLING, start))
         with _forward_precision(ctx.policy):
-            samples = sample_completions(ctx.engine, prompts[start : start + chunk], 1, params)
+            samples = sample_episodes(ctx, prompts[start : start + chunk],
+                                      items[start : start + chunk], 1, params)
         grades = grade_samples(ctx.reward_fn, samples, items[start : start + chunk])
         scores += [g.score for g in grades]
         parse_errors += sum(1 for s in samples if s.parse_error is not None)

@@ -33,6 +33,7 @@ from openrft.rl.policy_setup import build_policy, make_generation_params, make_r
 from openrft.rl.reporter import MultiReporter, Reporter
 from openrft.rl.run_dir import CONFIG, METRICS, RunDirReporter, read_jsonl_rows
 from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
+from openrft.rollout.episodes import make_episode_runner
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def train(
         reward_fn=reward_fn,
         params=make_generation_params(cfg),
     )
+    ctx.episodes = make_episode_runner(ctx.engine, tokenizer, cfg.tools, cfg.max_episode_steps,
+                                       _rows_have_tools(data))
     reporters.on_start(cfg.total_steps, cfg.to_dict())
     if start_step:
         reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}",
@@ -96,6 +99,8 @@ def train(
         return loop.run(start_step)
     finally:
         grader.close()
+        if ctx.episodes is not None:
+            ctx.episodes.close()
 
 
 class _TrainingLoop:
@@ -228,6 +233,12 @@ def _load_data(config: RFTConfig) -> _Data:
     if config.validation_file:
         valid_set = load_dataset(config.validation_file, config.grader)
     return _Data(train_set, valid_set)
+
+
+def _rows_have_tools(data: _Data) -> bool:
+    """Whether any row carries OpenAI's per-row `tools` (function schemas)."""
+    sets = [data.train] + ([data.valid] if data.valid is not None else [])
+    return any(row.get("tools") for dataset in sets for row in dataset.rows)
 
 
 def _local_or_hub(model: str) -> str:

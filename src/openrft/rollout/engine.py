@@ -42,12 +42,24 @@ class Sample:
     finish_reason: str = "stop"  # "stop" or "length"
     raw_text: str = ""  # the full decoded completion, reasoning included
     reasoning_unclosed: bool = False  # <think> never closed: the answer is empty
+    # Tool use and multi-turn episodes (rollout/episodes.py); None/empty for plain samples.
+    completion_mask: list[float] | None = None  # 1 on the model's own tokens, 0 on tool output
+    output_tools: list[dict[str, Any]] | None = None  # the calls made (chat `tool_calls` shape)
+    episode: list[dict[str, Any]] | None = None  # the conversation: turns, calls, outputs
+    tool_records: list[dict[str, Any]] = field(default_factory=list)  # one per executed call
+    trace_id: str | None = None  # sent with every tool call and to endpoint graders
+    discard_reason: str | None = None  # a tool failed for good: the rollout is not trained on
 
     def grader_view(self) -> dict[str, Any]:
-        """The `sample` namespace graders see (OpenAI: output_text, output_json)."""
+        """The `sample` namespace graders see (OpenAI: output_text, output_json, output_tools;
+        an episode's trace_id, which the endpoint grader sends alongside)."""
         view: dict[str, Any] = {"output_text": self.output_text}
         if self.output_json is not None:
             view["output_json"] = self.output_json
+        if self.output_tools is not None:
+            view["output_tools"] = self.output_tools
+        if self.trace_id is not None:
+            view["trace_id"] = self.trace_id
         return view
 
 

@@ -88,6 +88,32 @@ class HFRolloutEngine:
         recorded = [t for t in tapes if t is not None]
         return samples, recorded if record and len(recorded) == len(tapes) else None
 
+    def decode_rows(
+        self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None
+    ) -> list[tuple[list[int], list[float], bool]]:
+        """Continue each token row by one model turn: (ids, log-probs, stopped) per row.
+
+        Multi-turn episodes (rollout/episodes.py) call this once per turn with each
+        episode so far. Every call prefills its rows afresh: the KV cache of the previous
+        turn is not kept (one batched prefill per turn)."""
+        check_params(1, params)
+        chunk = self.max_batch_rows or max(len(rows), 1)
+        turns: list[tuple[list[int], list[float], bool]] = []
+        for start in range(0, len(rows), chunk):
+            decoder = self._decoder(rows[start : start + chunk], params, generator)
+            for _ in decoder:
+                pass
+            out = decoder.output
+            tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
+            for i, (length, stopped) in enumerate(zip(out.lengths.tolist(),
+                                                      out.stopped.tolist(), strict=True)):
+                turns.append((tokens[i][:length], logprobs[i][:length], bool(stopped)))
+        return turns
+
+    def generator(self, seed: int | None) -> torch.Generator | None:
+        """The sampling generator `generate` would use for `seed` (None: unseeded)."""
+        return _generator(seed, self._device)
+
     def stream_chat(
         self, messages: Messages, params: GenerationParams, *, include_reasoning: bool = False
     ) -> Iterator[str]:
