@@ -90,6 +90,8 @@ def test_a_step_over_episodes(make_config):
     discarded = [r for r in records.values() if r["discard_reason"]]
     assert all(r["advantage"] == 0.0 for r in discarded)
     assert all("rollout discarded" in r["errors"][0] for r in discarded)
+    assert output.warnings == ["Step 1: 2 rollout(s) discarded: tool failed: lookup: "
+                               "HTTP 503 from tool 'lookup' (after 4 attempts)"]
     changed = [n for n, p in policy.model.named_parameters()
                if p.requires_grad and not torch.equal(p, before[n])]
     scores = [r["score"] for r in kept]

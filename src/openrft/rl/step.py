@@ -7,8 +7,9 @@ The trainer (trainer.py) owns the loop, evaluation cadence, checkpoints and repo
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ class StepContext:
 class StepOutput:
     metrics: dict[str, Any]  # one metrics.jsonl row (without validation)
     samples: list[dict[str, Any]]  # records for samples.jsonl
+    warnings: list[str] = field(default_factory=list)  # job events: discarded rollouts, ...
 
 
 TRAIN_SAMPLING, VALID_SAMPLING = 0, 1  # purposes of derived sampling seeds
@@ -350,7 +352,16 @@ def run_step(
         **episode_metrics(samples),
     }
     records = _sample_records(step, samples, grades, advantages, prompts, cfg)
-    return StepOutput(metrics, records)
+    return StepOutput(metrics, records, _tool_warnings(step, samples))
+
+
+def _tool_warnings(step: int, samples: list[Sample]) -> list[str]:
+    """One line per distinct tool failure of the step (discarded rollouts, tool errors)."""
+    discarded = Counter(s.discard_reason for s in samples if s.discard_reason)
+    errors = Counter(f"{r['name']}: {r['error']}" for s in samples for r in s.tool_records
+                     if r["error"] and not s.discard_reason)
+    return ([f"Step {step}: {n} rollout(s) discarded: {why}" for why, n in discarded.items()]
+            + [f"Step {step}: {n} tool call(s) failed ({why})" for why, n in errors.items()])
 
 
 def _sample_records(

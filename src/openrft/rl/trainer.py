@@ -134,6 +134,8 @@ class _TrainingLoop:
             metrics.update(self._periodic_validation(step))
             self.reporters.on_step(metrics)
             self.reporters.on_samples(step, output.samples)
+            for warning in output.warnings:
+                self.reporters.on_event("warn", warning)
             message = _step_message(metrics, cfg.total_steps)
             logger.info(message)
             self.reporters.on_event("info", message, metrics)

@@ -76,6 +76,9 @@ class ReinforcementMethod(_Strict):
     grader: dict[str, Any]
     hyperparameters: ReinforcementHyperparameters | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Azure agentic preview: [{name, server_url, headers}].")
+    max_episode_steps: int | None = Field(default=None, description="Model turns per episode.")
 
 
 class SupervisedMethod(_Strict):

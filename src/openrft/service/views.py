@@ -24,6 +24,21 @@ def job_hyperparameters(method: dict[str, Any]) -> dict[str, Any]:
     return {**{k: "auto" for k in keys}, **given}
 
 
+def redacted_method(method: dict[str, Any]) -> dict[str, Any]:
+    """The method with the values of tool-server and endpoint-grader `headers` (API keys)
+    hidden: they are sent to those servers, never shown back."""
+
+    def hide(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({h: "***" for h in v} if k == "headers" and isinstance(v, dict)
+                        else hide(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hide(v) for v in value]
+        return value
+
+    return hide(method)
+
+
 def job_object(job: Job) -> schemas.FineTuningJob:
     return schemas.FineTuningJob(
         id=job.id,
@@ -40,7 +55,7 @@ def job_object(job: Job) -> schemas.FineTuningJob:
         training_file=job.training_file,
         validation_file=job.validation_file,
         metadata=job.job_metadata,
-        method=job.method,
+        method=redacted_method(job.method),
         user_provided_suffix=job.suffix,
     )
 

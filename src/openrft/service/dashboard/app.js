@@ -88,6 +88,14 @@ async function showJobs() {
         j.fine_tuned_model || ""])));
 }
 
+// A multi-turn episode: every model turn, its tool calls and the tools' outputs.
+function episodeText(s) {
+  const turns = s.episode.map((m) => m.role === "tool" ? `[tool ${m.name}] ${m.content}`
+    : `[model] ${m.content}`);
+  if (s.discard_reason) turns.push(`[discarded] ${s.discard_reason}`);
+  return turns.join("\n");
+}
+
 async function showJob(id) {
   const [job, events, checkpoints, metrics] = await Promise.all([
     api(`/fine_tuning/jobs/${id}`), api(`/fine_tuning/jobs/${id}/events?limit=200`),
@@ -110,7 +118,8 @@ async function showJob(id) {
     el("h2", {}, "Samples", samples ? ` (step ${samples.step})` : ""),
     samples ? table(["Prompt", "Output", "Score"], samples.data.map((s) => [
       el("pre", { class: "sample" }, (s.prompt || []).map((m) => m.content).join("\n")),
-      el("pre", { class: "sample" }, s.output_text), s.score])) : el("p", { class: "muted" }, "None yet."),
+      el("pre", { class: "sample" }, s.episode ? episodeText(s) : s.output_text), s.score]))
+      : el("p", { class: "muted" }, "None yet."),
     el("h2", {}, "Events"),
     table(["Time", "Level", "Message"], events.data.map((e) => [when(e.created_at), e.level, e.message])));
   if (!TERMINAL.includes(job.status)) timer = setTimeout(route, 2000);  // live while it runs
