@@ -24,6 +24,7 @@ MAX_TIMEOUT_S = 600.0  # 10 minutes
 SERVER_RETRIES = 3  # a 5xx (or no answer) is retried this many times
 
 Failure = Literal[
+    "invalid_request",  # our body cannot be JSON (NaN or infinity in it): not sent
     "request_too_large",  # our body is over the limit: not sent (shown as a 413)
     "response_too_large",  # the answer is over the limit: cut off (shown as a 413)
     "client_error",  # a 4xx answer
@@ -106,7 +107,11 @@ class Endpoint:
         """POST `payload` as JSON within the limits; retry 5xx, timeouts and connection
         failures `limits.retries` times; never raises for the endpoint's behaviour."""
         started = time.perf_counter()
-        data = json.dumps(payload, allow_nan=False, default=str).encode()
+        try:
+            data = json.dumps(payload, allow_nan=False, default=str).encode()
+        except ValueError as exc:  # NaN/inf (JSONL rows may hold them): not valid JSON
+            return RemoteReply(status=None, failure="invalid_request",
+                               message=f"request cannot be sent as JSON: {exc}")
         if len(data) > self.limits.max_request_bytes:
             return RemoteReply(
                 status=413, failure="request_too_large", request_bytes=len(data),
@@ -138,7 +143,7 @@ class Endpoint:
             return RemoteReply(None, failure="timeout",
                                message=f"no answer from {self.url} within "
                                        f"{self.limits.timeout_s:g} s")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
             return RemoteReply(None, failure="unreachable",
                                message=f"cannot reach {self.url}: {type(exc).__name__}")
         status = response.status_code

@@ -176,3 +176,18 @@ def test_invalid_endpoint_grader_is_rejected(fields: dict, where: str):
     with pytest.raises(InvalidInput) as info:
         base.validate({"type": "endpoint", "name": "r", **fields})
     assert info.value.location == where
+
+
+def test_nan_in_the_item_and_a_bad_host_are_flagged_not_raised():
+    grader = EndpointGraderImpl(spec("http://127.0.0.1:9/g"), FAST)
+    try:
+        nan = grader.grade(SAMPLE, {"x": float("nan")})
+    finally:
+        grader.close()
+    assert nan.score == 0.0 and codes(nan) == ["other_error"] and "JSON" in nan.errors[0].message
+    bad_host = EndpointGraderImpl(spec("http://[::1/g"), FAST)
+    try:
+        unreachable = bad_host.grade(SAMPLE, ITEM)
+    finally:
+        bad_host.close()
+    assert unreachable.score == 0.0 and codes(unreachable) == ["endpoint_grader_server_error"]

@@ -196,3 +196,27 @@ def test_decode_rows_matches_generate_on_the_tiny_model(tiny_model):
     sample = run.generate([messages], [ROW_TOOLS], 1, params)[0]
     assert sample.completion_mask == [1.0] * len(sample.completion_ids) > []
     assert sample.output_tools == []
+
+
+def test_long_tool_output_is_cut_and_a_full_context_ends_the_episode(tokenizer):
+    from openrft.rollout.episodes import MAX_TOOL_OUTPUT_CHARS
+
+    with JsonServer(lambda r: Reply({"output": "x" * 50_000})) as server:
+        run = runner(tokenizer, call_then_answer, server)
+        sample = run.generate([[{"role": "user", "content": "q"}]], [ROW_TOOLS], 1, PARAMS)[0]
+        run.close()
+    shown = sample.episode[1]["content"]
+    assert shown == "x" * MAX_TOOL_OUTPUT_CHARS + "\n[... 33616 more characters cut]"
+
+    from types import SimpleNamespace
+
+    with JsonServer(lambda r: Reply({"output": "ok"})) as server:
+        engine = ScriptedEngine(tokenizer, lambda t: CALL)
+        engine.model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=600))
+        executor = ToolExecutor([ToolServer(name="lookup", server_url=server.url("/t"))],
+                                limits=FAST)
+        run = EpisodeRunner(engine, tokenizer, executor, 4)
+        sample = run.generate([[{"role": "user", "content": "q"}]], [ROW_TOOLS], 1, PARAMS)[0]
+        run.close()
+    # the prompt (~500 tokens) + one turn + room for 2 x 64 more does not fit in 600
+    assert len(server.requests) == 0 and [m["role"] for m in sample.episode] == ["assistant"]

@@ -47,6 +47,8 @@ class EndpointGraderImpl(BaseGrader):
             raise GradingError("unresponsive_reward_error", reply.message)
         if reply.failure in ("server_error", "unreachable", "client_error", "request_too_large"):
             raise GradingError("endpoint_grader_server_error", reply.message)
+        if reply.failure == "invalid_request":
+            raise GradingError("other_error", reply.message)
         if reply.failure is not None:  # response_too_large, invalid_json
             raise GradingError("endpoint_grader_parse_error", reply.message)
         body = reply.body

@@ -35,6 +35,7 @@ from openrft.rollout.tool_format import ToolCall, parse_tool_calls, render_text
 from openrft.rollout.tools import ToolExecutor, ToolResult, ToolServer
 
 Tools = list[dict[str, Any]]
+MAX_TOOL_OUTPUT_CHARS = 16_384  # of one tool output shown to the model (1 MiB may arrive)
 
 
 def new_trace_id() -> str:
@@ -69,6 +70,8 @@ class EpisodeRunner:
         self.engine, self.tokenizer, self.executor = engine, tokenizer, executor
         self.max_episode_steps = max_episode_steps if executor is not None else 1
         self.completions = CompletionDecoder(tokenizer)
+        config = getattr(getattr(engine, "model", None), "config", None)
+        self.max_length: int | None = getattr(config, "max_position_embeddings", None)
 
     def generate(self, prompts: list[Messages], tools: list[Tools | None], n: int,
                  params: GenerationParams) -> list[Sample]:
@@ -87,13 +90,18 @@ class EpisodeRunner:
             for episode, output in zip(active, outputs, strict=True):
                 calls = self._model_turn(episode, output)
                 last_turn = turn + 1 == self.max_episode_steps
-                if not calls or not output[2] or last_turn or self.executor is None:
+                if not calls or not output[2] or last_turn or self._full(episode, params):
                     episode.done = True
                 else:
                     pending.append((episode, calls))
             if pending:
                 self._tool_turns(pending)
         return [self._sample(e, params) for e in episodes]
+
+    def _full(self, episode: _Episode, params: GenerationParams) -> bool:
+        """No room for a tool turn and another model turn in the model's context."""
+        used = len(episode.prompt_ids) + len(episode.ids) + 2 * params.max_tokens
+        return self.max_length is not None and used > self.max_length
 
     def close(self) -> None:
         if self.executor is not None:
@@ -142,7 +150,7 @@ class EpisodeRunner:
         content = self.completions.text(ids)
         assistant = {"role": "assistant", "content": content}
         tool_messages = [{"role": "tool", "tool_call_id": r.call.call_id, "name": r.call.name,
-                          "content": r.output} for r in results]
+                          "content": _shown(r.output)} for r in results]
         before = render_text(self.tokenizer, [*episode.messages, assistant], episode.tools,
                              add_generation_prompt=False)
         after = render_text(self.tokenizer, [*episode.messages, assistant, *tool_messages],
@@ -182,6 +190,14 @@ class EpisodeRunner:
         sample.trace_id = episode.trace_id
         sample.discard_reason = episode.discard
         return sample
+
+
+def _shown(output: str) -> str:
+    """A tool output as the model sees it: cut at MAX_TOOL_OUTPUT_CHARS, saying so."""
+    if len(output) <= MAX_TOOL_OUTPUT_CHARS:
+        return output
+    cut = len(output) - MAX_TOOL_OUTPUT_CHARS
+    return f"{output[:MAX_TOOL_OUTPUT_CHARS]}\n[... {cut} more characters cut]"
 
 
 def _record(result: ToolResult) -> dict[str, Any]:
