@@ -82,6 +82,14 @@ def test_a_step_over_episodes(make_config):
     good_traces = {r.body["trace_id"] for r in tools.requests if '"good"' in r.body["arguments"]}
     assert {r.body["trace_id"] for r in grader.requests} == good_traces
     assert metrics["episode_turns_mean"] == 1.5  # kept: call + answer; discarded: call
+    call_tokens = len(tokenizer('<tool_call>{"name": "lookup", "arguments": {"q": "good"}}'
+                                "</tool_call>", add_special_tokens=False)["input_ids"]) + 1
+    answer_tokens = len(tokenizer("the answer", add_special_tokens=False)["input_ids"]) + 1
+    # model tokens only: kept episodes call + answer, discarded ones their call
+    bad_tokens = len(tokenizer('<tool_call>{"name": "lookup", "arguments": {"q": "bad"}}'
+                               "</tool_call>", add_special_tokens=False)["input_ids"]) + 1
+    expected = (2 * (call_tokens + answer_tokens) + 2 * bad_tokens) / 4
+    assert metrics["completion_tokens_mean"] == expected
     records = {r["trace_id"]: r for r in output.samples}
     assert len(records) == 4
     kept = [r for r in records.values() if r["discard_reason"] is None]

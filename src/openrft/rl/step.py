@@ -326,7 +326,10 @@ def run_step(
     ctx.engine.sync_weights(ctx.policy.model)
     finished = time.perf_counter()
 
-    completion_tokens = [len(s.completion_ids) for s in samples]
+    completion_tokens = [  # the model's own tokens (an episode's tool turns left out)
+        len(s.completion_ids) if s.completion_mask is None else int(sum(s.completion_mask))
+        for s in samples
+    ]
     metrics = {
         "step": step,
         "train_reward_mean": rewards.mean().item(),
