@@ -173,10 +173,31 @@ def test_row_tools_without_servers_are_parsed_not_executed(tokenizer):
 
 def test_no_runner_without_tools_and_hf_engine_required(tokenizer):
     assert make_episode_runner(object(), tokenizer, None, 1, rows_have_tools=False) is None
+    # rows' tools on an engine without decode_rows (vLLM): plain sampling, as before
+    assert make_episode_runner(object(), tokenizer, None, 1, rows_have_tools=True) is None
     from openrft.errors import InvalidInput
 
+    servers = [{"name": "lookup", "server_url": "http://127.0.0.1:9/t"}]
     with pytest.raises(InvalidInput, match="hf engine"):
-        make_episode_runner(object(), tokenizer, None, 1, rows_have_tools=True)
+        make_episode_runner(object(), tokenizer, servers, 1, rows_have_tools=False)
+
+
+def test_evaluate_runs_episodes_with_tool_servers(tokenizer):
+    from openrft.eval.evaluate import evaluate
+
+    engine = ScriptedEngine(tokenizer, call_then_answer)
+    engine.tokenizer = tokenizer
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "answer": "BRCA1",
+             "tools": ROW_TOOLS} for i in range(3)]
+    grader = {"type": "string_check", "name": "found", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "like"}
+    with JsonServer(lambda r: Reply({"output": "BRCA1"})) as server:
+        report = evaluate(None, rows, grader, engine=engine, progress=False,
+                          tools=[{"name": "lookup", "server_url": server.url("/t")}])
+    assert len(server.requests) == 3 and report.mean_reward == 1.0
+    uncalled = evaluate(None, rows, {**grader, "input": "{{sample.output_tools}}",
+                                     "reference": "lookup"}, engine=engine, progress=False)
+    assert uncalled.mean_reward == 1.0  # rows' tools alone: calls parsed, graded, not run
 
 
 def test_decode_rows_matches_generate_on_the_tiny_model(tiny_model):

@@ -108,6 +108,8 @@ def evaluate(
     batch_size: int = 8,
     pass_threshold: float | None = None,
     progress: bool = True,
+    tools: list[dict[str, Any]] | None = None,
+    max_episode_steps: int = 10,
 ) -> EvalReport:
     """Sample `samples_per_row` completions per row, grade them and summarise.
 
@@ -116,6 +118,9 @@ def evaluate(
     greedily for one sample per row and at temperature 1.0 for several (pass@k needs
     diversity). `rows` are OpenAI RFT rows (`messages` plus reference fields), a `Dataset`
     or a JSONL path. `pass_threshold=None` takes the grader's own (see `score_bounds`).
+    `tools` (`[{name, server_url, headers}]`) runs episodes of up to `max_episode_steps`
+    model turns as training does (docs/agentic.md); rows with `tools` get them rendered
+    and their calls in `sample.output_tools` either way.
     """
     if samples_per_row < 1:
         raise InvalidInput("samples_per_row", f"must be >= 1, got {samples_per_row}")
@@ -126,10 +131,18 @@ def evaluate(
     dataset = load_rows(rows, grader)
     params = params or default_params(samples_per_row)
     engine = engine or engine_for(model)
+    from openrft.rollout.episodes import make_episode_runner
+
+    episodes = make_episode_runner(engine, getattr(engine, "tokenizer", None), tools,
+                                   max_episode_steps, any(r.get("tools") for r in dataset.rows))
     start = time.perf_counter()  # sampling and grading only, not model loading
-    results = generate_and_grade(
-        engine, dataset, grader, samples_per_row, params, batch_size=batch_size, progress=progress
-    )
+    try:
+        results = generate_and_grade(engine, dataset, grader, samples_per_row, params,
+                                     batch_size=batch_size, progress=progress,
+                                     episodes=episodes)
+    finally:
+        if episodes is not None:
+            episodes.close()
     return summarize(results, samples_per_row, pass_threshold, time.perf_counter() - start)
 
 
@@ -204,8 +217,10 @@ def generate_and_grade(
     *,
     batch_size: int = 8,
     progress: bool = True,
+    episodes: Any = None,
 ) -> list[RowResult]:
-    """Generate `n` samples per row in batches of `batch_size` rows and grade each batch."""
+    """Generate `n` samples per row in batches of `batch_size` rows and grade each batch
+    (as episodes when an `EpisodeRunner` is given: rows with tools, tool servers)."""
     built = grader if isinstance(grader, BaseGrader) else build_grader(grader)
     results: list[RowResult] = []
     try:
@@ -214,7 +229,11 @@ def generate_and_grade(
             for start in range(0, len(dataset), batch_size):
                 batch = dataset.rows[start : start + batch_size]
                 prompts = [dataset.prompt(i) for i in range(start, start + len(batch))]
-                samples = engine.generate(prompts, n, params)
+                if episodes is not None:
+                    tools = [row.get("tools") for row in batch]
+                    samples = episodes.generate(prompts, tools, n, params)
+                else:
+                    samples = engine.generate(prompts, n, params)
                 if len(samples) != len(batch) * n:
                     wanted = len(batch) * n
                     raise RuntimeError(f"engine returned {len(samples)} samples, not {wanted}")

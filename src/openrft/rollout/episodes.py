@@ -23,6 +23,7 @@ not carried across turns.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from openrft.rollout.completions import CompletionDecoder, check_params
 from openrft.rollout.engine import GenerationParams, Messages, Sample
 from openrft.rollout.tool_format import ToolCall, parse_tool_calls, render_text
 from openrft.rollout.tools import ToolExecutor, ToolResult, ToolServer
+
+logger = logging.getLogger(__name__)
 
 Tools = list[dict[str, Any]]
 MAX_TOOL_OUTPUT_CHARS = 16_384  # of one tool output shown to the model (1 MiB may arrive)
@@ -233,10 +236,14 @@ def make_episode_runner(engine: Any, tokenizer: Any, tools: list[dict[str, Any]]
                         max_episode_steps: int, rows_have_tools: bool) -> EpisodeRunner | None:
     """The runner a job needs: None when it has neither tool servers nor rows with `tools`
     (plain single-turn sampling); tools shown but not executed when only rows have them
-    (OpenAI's public RFT: calls graded through `sample.output_tools`)."""
+    (OpenAI's public RFT: calls graded through `sample.output_tools`). An engine without
+    `decode_rows` (vLLM) refuses tool servers and samples rows' tools unshown."""
     if not tools and not rows_have_tools:
         return None
     if not hasattr(engine, "decode_rows"):
+        if not tools:  # as before episodes existed: single-turn, the tools not shown
+            logger.warning("this engine cannot show the rows' tools; sampling without them")
+            return None
         raise InvalidInput("expert.engine", "tools and multi-turn episodes need the hf engine")
     executor = ToolExecutor([ToolServer.model_validate(t) for t in tools]) if tools else None
     return EpisodeRunner(engine, tokenizer, executor, max_episode_steps)
