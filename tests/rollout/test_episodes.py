@@ -241,3 +241,27 @@ def test_long_tool_output_is_cut_and_a_full_context_ends_the_episode(tokenizer):
         run.close()
     # the prompt (~500 tokens) + one turn + room for 2 x 64 more does not fit in 600
     assert len(server.requests) == 0 and [m["role"] for m in sample.episode] == ["assistant"]
+
+
+def test_parallel_calls_share_one_tool_turn_and_a_failing_template_discards(tokenizer):
+    two = ('<tool_call>[{"name": "lookup", "arguments": {"q": "a"}}, '
+           '{"name": "lookup", "arguments": {"q": "b"}}]</tool_call>')
+    with JsonServer(lambda r: Reply({"output": json.loads(r.body["arguments"])["q"]})) as server:
+        run = runner(tokenizer, lambda t: "done" if "<tool_response>" in t else two, server)
+        sample = run.generate([[{"role": "user", "content": "q"}]], [ROW_TOOLS], 1, PARAMS)[0]
+        run.close()
+    full = tokenizer.decode(sample.prompt_ids + sample.completion_ids, skip_special_tokens=False)
+    assert full.endswith(two + "<|eos|><|user|><tool_response>\na\n</tool_response>\n"
+                         "<tool_response>\nb\n</tool_response><|eos|><|assistant|>done<|eos|>")
+    assert len(server.requests) == 2 and sample.output_text == "done"
+
+    # a template that cannot render a tool turn: the episode is discarded, not the job
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "{{ bos_token }}",
+        "{{ bos_token }}{% if messages | length > 2 %}{{ raise_exception('roles must "
+        "alternate') }}{% endif %}")
+    with JsonServer(lambda r: Reply({"output": "x"})) as server:
+        run = runner(tokenizer, lambda t: CALL, server)
+        sample = run.generate([[{"role": "user", "content": "q"}]], [ROW_TOOLS], 1, PARAMS)[0]
+        run.close()
+    assert sample.discard_reason.startswith("the chat template cannot render the tool turn")

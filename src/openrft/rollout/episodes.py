@@ -114,7 +114,10 @@ class EpisodeRunner:
         if not tools and self.executor is not None:  # job tools the rows do not describe
             tools = [{"type": "function", "function": {"name": name}}
                      for name in self.executor.names]
-        text = render_text(self.tokenizer, prompt, tools, add_generation_prompt=True)
+        try:
+            text = render_text(self.tokenizer, prompt, tools, add_generation_prompt=True)
+        except Exception as err:  # jinja raises its own error types
+            raise InvalidInput(f"prompts[{index}]", f"chat template failed: {err}") from None
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return _Episode(index, list(prompt), tools or None, text, ids)
 
@@ -154,10 +157,15 @@ class EpisodeRunner:
         assistant = {"role": "assistant", "content": content}
         tool_messages = [{"role": "tool", "tool_call_id": r.call.call_id, "name": r.call.name,
                           "content": _shown(r.output)} for r in results]
-        before = render_text(self.tokenizer, [*episode.messages, assistant], episode.tools,
-                             add_generation_prompt=False)
-        after = render_text(self.tokenizer, [*episode.messages, assistant, *tool_messages],
-                            episode.tools, add_generation_prompt=True)
+        try:
+            before = render_text(self.tokenizer, [*episode.messages, assistant], episode.tools,
+                                 add_generation_prompt=False)
+            after = render_text(self.tokenizer, [*episode.messages, assistant, *tool_messages],
+                                episode.tools, add_generation_prompt=True)
+        except Exception as err:  # e.g. a template that insists roles alternate
+            episode.done = True
+            episode.discard = f"the chat template cannot render the tool turn: {err}"
+            return
         head = episode.text + content
         if not (before.startswith(head) and after.startswith(before)):
             episode.done = True

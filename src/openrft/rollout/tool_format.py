@@ -5,8 +5,8 @@ Rendering goes through the chat template's `tools=` argument when the template u
 gets them in the system message in the format SmolLM2-Instruct was trained on for
 function calling: `<tools>[...]</tools>` and calls written as
 `<tool_call>[{"name": ..., "arguments": {...}}]</tool_call>`. A template that rejects
-the `tool` role gets tool results as user turns wrapped in `<tool_response>` (Qwen's
-convention).
+the `tool` role gets consecutive tool results as one user turn of `<tool_response>`
+blocks (Qwen's convention).
 
 Parsing accepts the three open formats: `<tool_call>{...}</tool_call>` (Qwen, Hermes),
 `<tool_call>[{...}, ...]</tool_call>` (SmolLM2) and Llama 3's bare
@@ -136,11 +136,18 @@ def _with_tools_in_system(messages: Messages, tools: list[dict[str, Any]]) -> Me
 def _tool_turns_as_supported(tokenizer: Any, messages: Messages) -> Messages:
     if _template_accepts_tool_role(tokenizer.chat_template or ""):
         return messages
-    return [
-        {"role": "user", "content": f"<tool_response>\n{m['content']}\n</tool_response>"}
-        if m["role"] == "tool" else m
-        for m in messages
-    ]
+    merged: Messages = []  # consecutive tool results share one user turn (Qwen's way)
+    for m in messages:
+        if m["role"] != "tool":
+            merged.append(m)
+            continue
+        block = f"<tool_response>\n{m['content']}\n</tool_response>"
+        previous = merged[-1] if merged else None
+        if previous is not None and previous.get("_tool_turn"):
+            previous["content"] += "\n" + block
+        else:
+            merged.append({"role": "user", "content": block, "_tool_turn": True})
+    return [{k: v for k, v in m.items() if k != "_tool_turn"} for m in merged]
 
 
 @lru_cache(maxsize=16)
