@@ -73,7 +73,8 @@ class Machine:
             path.chmod(path.stat().st_mode | stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
         command = ["/bin/bash", str(self.root / SCRIPT.name)]
         if not as_root and os.geteuid() == 0:
-            command = [shutil.which("setpriv") or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            setpriv = shutil.which("setpriv") or "setpriv"
+            command = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                        *command]
         env = {"PATH": str(self.bin), "OPENRFT_WORDNET_FILE": str(self.wordnet)}
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
