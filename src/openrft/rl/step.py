@@ -7,14 +7,13 @@ The trainer (trainer.py) owns the loop, evaluation cadence, checkpoints and repo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from openrft.graders.base import GradeError, GradeResult, RewardFn
+from openrft.graders.base import GradeResult, RewardFn
 from openrft.rl.advantages import group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
@@ -28,6 +27,7 @@ from openrft.rl.replay import (
 )
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.forward_tape import ForwardTape
+from openrft.rollout.grading import grade_samples
 from openrft.rollout.hf import HFRolloutEngine
 
 
@@ -79,28 +79,7 @@ def sample_completions(
     return engine.generate(prompts, n, params)
 
 
-# -- phase 2: grade --------------------------------------------------------------------
-
-
-def grade_samples(
-    reward_fn: RewardFn, samples: Sequence[Sample], items: Sequence[dict[str, Any]]
-) -> list[GradeResult]:
-    """One GradeResult per sample; unparsable structured output scores 0 without grading."""
-    results: list[GradeResult | None] = [None] * len(samples)
-    parsable = []
-    for i, sample in enumerate(samples):
-        if sample.parse_error is not None:
-            error = GradeError("sample_parse_error", sample.parse_error)
-            results[i] = GradeResult(score=0.0, errors=[error])
-        else:
-            parsable.append(i)
-    graded = reward_fn(
-        [samples[i].grader_view() for i in parsable],
-        [items[samples[i].prompt_index] for i in parsable],
-    )
-    for i, result in zip(parsable, graded, strict=True):
-        results[i] = result
-    return [r for r in results if r is not None]
+# -- phase 2: grade: openrft.rollout.grading.grade_samples, shared with evaluation --------
 
 
 # -- phase 4: loss and optimizer step --------------------------------------------------
@@ -351,6 +330,7 @@ def _sample_records(
             "score": grades[i].score,
             "advantage": advantages[i].item(),
             "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
+            "parse_error": samples[i].parse_error,
             "finish_reason": samples[i].finish_reason,
         }
         for i in order[: cfg.keep_samples]
