@@ -140,13 +140,14 @@ def test_host_etc_passwd_is_not_visible() -> None:
 @pytest.mark.parametrize("where", ["repository", "host_tmp"])
 def test_host_files_are_not_readable(where: str, tmp_path: Path) -> None:
     secret = f"host-only-{uuid.uuid4()}"
-    folder = Path(__file__).resolve().parent if where == "repository" else tmp_path
-    marker = folder / f".sandbox-marker-{uuid.uuid4().hex}"
-    marker.write_text(secret)
-    try:
-        result = grade_with(READ_FILE, item={"path": str(marker)})
-    finally:
-        marker.unlink()
+    if where == "repository":  # this very file: no write, so a read-only checkout works too
+        marker = Path(__file__).resolve()
+        secret = "test_host_files_are_not_readable"
+        assert secret in marker.read_text()
+    else:
+        marker = tmp_path / f".sandbox-marker-{uuid.uuid4().hex}"
+        marker.write_text(secret)
+    result = grade_with(READ_FILE, item={"path": str(marker)})
     assert result.errors == [] and result.score == 0.0
     assert result.metadata == {"error": "FileNotFoundError"}
     assert secret not in json.dumps(result.metadata)
@@ -250,16 +251,22 @@ def test_writes_to_the_host_tmp_stay_in_the_private_tmp(tmp_path: Path) -> None:
     assert not target.exists()  # the write landed in the sandbox's own /tmp only
 
 
-def test_writes_outside_tmp_are_refused() -> None:
-    target = Path(__file__).resolve().parent / f".sandbox-write-{uuid.uuid4().hex}"
+@pytest.mark.parametrize("where", ["var_tmp", "home"])
+def test_writes_outside_tmp_are_refused(where: str) -> None:
+    # Host folders that are outside /tmp wherever the checkout lives (a checkout under
+    # /tmp would be inside the sandbox's private, writable /tmp).
+    folder = Path("/var/tmp") if where == "var_tmp" else Path.home()
+    target = folder / f".sandbox-write-{uuid.uuid4().hex}" / "escape.txt"
     try:
         message = only_error(grade_with(WRITE_FILE, item={"path": str(target)}))
         # creating the missing folder fails already: the sandbox's root is read-only
         assert message.startswith("OSError: [Errno 30] Read-only file system")
         assert "line 4 of the grader source" in message
-        assert not target.exists()
+        assert not target.parent.exists()
     finally:
         target.unlink(missing_ok=True)
+        if target.parent.exists():
+            target.parent.rmdir()
 
 
 def test_the_python_runtime_is_mounted_read_only() -> None:

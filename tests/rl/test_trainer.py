@@ -131,17 +131,30 @@ def test_multiple_iterations_and_micro_batches(make_config, loss_type):
     assert row["learning_rate"] == pytest.approx(5e-2)
 
 
-def test_unparsable_structured_output_scores_zero(make_config):
+def test_unparsable_structured_output_is_graded_like_in_evaluation(make_config):
+    # the rule of openrft.rollout.grading (tests/rollout/test_grading.py runs the same
+    # samples through evaluate): an unparsable sample still reaches the grader
     response_format = {"type": "json_schema", "json_schema": {"name": "a", "strict": True,
                        "schema": {"type": "object", "properties": {"x": {"type": "integer"}},
                                   "required": ["x"], "additionalProperties": False}}}
-    config = make_config(response_format=response_format, expert={"max_steps": 1})
+    any_text = {"type": "string_check", "name": "t", "input": "{{ sample.output_text }}",
+                "reference": "", "operation": "ne"}  # 1.0 for any non-empty answer
+    config = make_config(response_format=response_format, grader=any_text,
+                         hyperparameters={"eval_interval": 1}, expert={"max_steps": 1})
     result = train(config_from_dict(config))
     row = _metrics(Path(result.output_dir))[0]
     assert row["sample_parse_errors"] == 8  # 4 random tokens never form {"x": int}
-    assert row["train_reward_mean"] == 0.0
-    sample = json.loads((Path(result.output_dir) / "samples.jsonl").read_text().splitlines()[0])
-    assert sample["errors"][0].startswith("sample_parse_error")
+    assert row["grader_errors"] == 0
+    assert row["valid_parse_error_mean"] == 1.0
+    assert row["train_reward_mean"] > 0.0  # the old rule scored every one of them 0
+    for sample in _samples(result):
+        assert sample["parse_error"] and sample["errors"] == []
+        assert sample["score"] == (1.0 if sample["output_text"] else 0.0)
+
+
+def _samples(result) -> list[dict]:
+    lines = (Path(result.output_dir) / "samples.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def test_cancel_stops_without_a_final_model(make_config):

@@ -45,7 +45,7 @@ def test_tiny_model_learns_to_say_an(make_config):
     assert result.full_valid_mean_reward >= 0.5  # held-out prompts, sampled at temperature 1
 
 
-def _train_process(config_path: Path, *flags: str) -> subprocess.Popen:
+def _train_process(spawn, config_path: Path, *flags: str) -> subprocess.Popen:
     """`train()` in a fresh process. Both runs being compared get the same environment:
     one thread and MKL's conditional-numerical-reproducibility mode, without which MKL may
     round differently with different memory alignment (rare 1-ulp differences that
@@ -53,8 +53,8 @@ def _train_process(config_path: Path, *flags: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "COMPATIBLE"}
     code = "import sys; from openrft.rl.trainer import train; train(sys.argv[1], resume=" \
            f"{'--resume' in flags})"
-    return subprocess.Popen([sys.executable, "-c", code, str(config_path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return spawn([sys.executable, "-c", code, str(config_path)], env=env,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _finish(process: subprocess.Popen) -> None:
@@ -63,7 +63,7 @@ def _finish(process: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
+def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path, spawn):
     settings = {
         "grader": CONTAINS_E,
         "hyperparameters": {"batch_size": 2, "n_epochs": 3, "eval_interval": 2},
@@ -74,10 +74,10 @@ def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
         paths[name] = tmp_path / f"{name}.yaml"
         config = make_config(**settings, output_dir=str(tmp_path / name))
         paths[name].write_text(yaml.safe_dump(config))
-    straight = _train_process(paths["a"])
+    straight = _train_process(spawn, paths["a"])
 
     run = tmp_path / "b"
-    process = _train_process(paths["b"])
+    process = _train_process(spawn, paths["b"])
     deadline = time.monotonic() + 300
     while not (run / "checkpoints" / "step-2").is_dir() and process.poll() is None:
         assert time.monotonic() < deadline
@@ -85,7 +85,7 @@ def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert not (run / "final").exists()
-    _finish(_train_process(paths["b"], "--resume"))
+    _finish(_train_process(spawn, paths["b"], "--resume"))
     _finish(straight)
 
     resumed_rows, straight_rows = _metrics(run), _metrics(tmp_path / "a")

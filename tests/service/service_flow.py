@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+
+from process_groups import start, stop_group
 
 GRADER = {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
           "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}
@@ -42,6 +45,7 @@ def create_job(client: openai.OpenAI, model: str, train_id: str, valid_id: str |
 
 
 CLI = [sys.executable, "-c", "from openrft.cli import main; main()"]
+Spawn = Callable[..., subprocess.Popen]  # the `spawn` fixture (tests/conftest.py)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -58,10 +62,12 @@ def make_key(data_dir: Path, project: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def start_serve(data_dir: Path, log_path: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    """`openrft serve --workers N` as a process; returns it and its base URL once it answers."""
+def start_serve(spawn: Spawn, data_dir: Path, log_path: Path,
+                workers: int) -> tuple[subprocess.Popen, str]:
+    """`openrft serve --workers N` as a process (in its own process group, through the
+    `spawn` fixture); returns it and its base URL once it answers."""
     port = free_port()
-    process = subprocess.Popen(
+    process = spawn(
         [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
          str(data_dir), "--workers", str(workers)],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
@@ -84,23 +90,27 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
     """Debian's headless chromium on `url` (--dump-dom or --screenshot=...); returns stdout."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"chromium not installed at {CHROMIUM} (CI installs it via apt)")
-    result = subprocess.run(
+    browser = start(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,1400",
          "--virtual-time-budget=4000", *mode, url],
-        capture_output=True, text=True, timeout=120,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    try:
+        stdout, stderr = browser.communicate(timeout=120)
+    finally:
+        stop_group(browser, grace_s=5)  # chromium's helper processes go with it
+    assert browser.returncode == 0, stderr[-2000:]
+    return stdout
 
 
-def spawn_worker(data_dir: Path, log_path: Path, stale_after_s: float = 15.0) -> subprocess.Popen:
-    """`openrft worker` as a separate process on the server's data dir."""
+def spawn_worker(spawn: Spawn, data_dir: Path, log_path: Path,
+                 stale_after_s: float = 15.0) -> subprocess.Popen:
+    """`openrft worker` as a separate process on the server's data dir (own process group)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-c", "from openrft.cli import main; main()", "worker",
-         "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)],
+    return spawn(
+        [*CLI, "worker", "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
     )
 
@@ -114,13 +124,3 @@ def wait_for(client: openai.OpenAI, job_id: str, statuses=TERMINAL, timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {timeout}s")
         time.sleep(0.3)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -21,7 +21,6 @@ from service_flow import (
     create_job,
     make_key,
     start_serve,
-    stop,
     upload,
     wait_for,
 )
@@ -29,28 +28,25 @@ from service_flow import (
 pytestmark = pytest.mark.slow
 
 
-def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_dir,
-                                                                   tmp_path) -> None:
+def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_dir, tmp_path,
+                                                                   spawn) -> None:
     data_dir = tmp_path / "data"
     key = make_key(data_dir, "alpha")
-    server, base_url = start_serve(data_dir, tmp_path / "serve.log", workers=2)
-    try:
-        client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
-                               timeout=120)
-        train_id = upload(client, TRAIN, "train.jsonl")
-        valid_id = upload(client, VALID, "valid.jsonl")
-        job = create_job(client, str(tiny_model_dir), train_id, valid_id)
-        # two more jobs queued at once: the two worker processes share the three
-        others = [create_job(client, str(tiny_model_dir), train_id, None) for _ in range(2)]
-        done = wait_for(client, job.id)
-        log = (tmp_path / "serve.log").read_text()
-        assert done.status == "succeeded", (done.error, log[-3000:])
-        check_each_job_ran_once(client, [job.id] + [o.id for o in others])
-        check_job_results(client, job.id, done)
-        check_chat(client, job.id, done.fine_tuned_model)
-        dashboard_screenshot(base_url, key, job.id, tmp_path)
-    finally:
-        stop(server)
+    _, base_url = start_serve(spawn, data_dir, tmp_path / "serve.log", workers=2)
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
+                           timeout=120)
+    train_id = upload(client, TRAIN, "train.jsonl")
+    valid_id = upload(client, VALID, "valid.jsonl")
+    job = create_job(client, str(tiny_model_dir), train_id, valid_id)
+    # two more jobs queued at once: the two worker processes share the three
+    others = [create_job(client, str(tiny_model_dir), train_id, None) for _ in range(2)]
+    done = wait_for(client, job.id)
+    log = (tmp_path / "serve.log").read_text()
+    assert done.status == "succeeded", (done.error, log[-3000:])
+    check_each_job_ran_once(client, [job.id] + [o.id for o in others])
+    check_job_results(client, job.id, done)
+    check_chat(client, job.id, done.fine_tuned_model)
+    dashboard_screenshot(base_url, key, job.id, tmp_path)
 
 
 def check_each_job_ran_once(client: openai.OpenAI, job_ids: list[str]) -> None:

@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from service_flow import TRAIN, VALID, create_job, spawn_worker, stop, upload, wait_for
+from service_flow import TRAIN, VALID, create_job, spawn_worker, upload, wait_for
 
 from openrft.service.store.models import Job
 
@@ -44,7 +44,7 @@ def test_server_restart_keeps_files_jobs_events_and_keys(make_server, tiny_model
 
 @pytest.mark.slow
 def test_killed_worker_job_resumes_from_last_checkpoint(make_server, tiny_model_dir,
-                                                        tmp_path) -> None:
+                                                        tmp_path, spawn) -> None:
     live = make_server()
     key = live.key("alpha")
     client = live.client(key)
@@ -52,17 +52,14 @@ def test_killed_worker_job_resumes_from_last_checkpoint(make_server, tiny_model_
     valid_id = upload(client, VALID, "valid.jsonl")
     # 4 rows / batch 2 * 3 epochs = 6 steps, a checkpoint after every step
     job = create_job(client, str(tiny_model_dir), train_id, valid_id, n_epochs=3, save_every=1)
-    first = spawn_worker(live.settings.data_dir, tmp_path / "first.log", stale_after_s=3)
-    try:
-        deadline = time.monotonic() + 180
-        while not list(client.fine_tuning.jobs.checkpoints.list(job.id)):
-            assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
-            time.sleep(0.2)
-        os.kill(first.pid, signal.SIGKILL)
-        killed_at = time.time()
-        first.wait()
-    finally:
-        stop(first)
+    first = spawn_worker(spawn, live.settings.data_dir, tmp_path / "first.log", stale_after_s=3)
+    deadline = time.monotonic() + 180
+    while not list(client.fine_tuning.jobs.checkpoints.list(job.id)):
+        assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    killed_at = time.time()
+    first.wait()
     saved_steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
     assert client.fine_tuning.jobs.retrieve(job.id).status == "running"  # orphaned, not lost
     assert max(saved_steps) < 6, "the job finished before the kill; the test proves nothing"
@@ -71,11 +68,8 @@ def test_killed_worker_job_resumes_from_last_checkpoint(make_server, tiny_model_
     live.stop()
     live = make_server()
     client = live.client(key)
-    second = spawn_worker(live.settings.data_dir, tmp_path / "second.log", stale_after_s=3)
-    try:
-        done = wait_for(client, job.id)
-    finally:
-        stop(second)
+    spawn_worker(spawn, live.settings.data_dir, tmp_path / "second.log", stale_after_s=3)
+    done = wait_for(client, job.id)
     assert done.status == "succeeded", (tmp_path / "second.log").read_text()[-3000:]
 
     with live.db.session() as session:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -62,23 +61,19 @@ def serve(
     import uvicorn
 
     from openrft.service.app import create_app
+    from openrft.service.processes import run_until_stopped, start_workers, stop_workers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024,
                          stale_after_s=stale_after_s)
     application = create_app(settings)  # creates the data dir and tables before workers start
     command = _worker_command(settings.data_dir, database_url, stale_after_s)
-    children = [subprocess.Popen(command) for _ in range(workers)]
+    children = start_workers(command, workers)
     try:
-        uvicorn.run(application, host=host, port=port, log_level="info")
+        run_until_stopped(uvicorn.Server(uvicorn.Config(application, host=host, port=port,
+                                                        log_level="info")))
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=30)  # a worker finishes its step and checkpoints
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_workers(children)  # each finishes its step and checkpoints, SIGKILL after 30 s
 
 
 @app.command()
@@ -86,14 +81,25 @@ def worker(
     data_dir: DataDir = Path("openrft-data"),
     database_url: DatabaseUrl = None,
     stale_after_s: StaleAfter = 15.0,
+    parent_pid: Annotated[int | None, typer.Option(
+        "--parent-pid", hidden=True, help="Stop when this parent process dies (set by serve).",
+    )] = None,
 ) -> None:
-    """Start one training worker on the store in DATA_DIR."""
+    """Start one training worker on the store in DATA_DIR.
+
+    SIGTERM, SIGINT and SIGHUP stop it gracefully: a running job is checkpointed and
+    re-queued.
+    """
+    from openrft.service.processes import STOP_SIGNALS, stop_when_parent_dies
     from openrft.service.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     job_worker = Worker(_settings(data_dir, database_url, stale_after_s=stale_after_s,
                                   heartbeat_interval_s=min(2.0, stale_after_s / 3)))
-    signal.signal(signal.SIGTERM, lambda *_: job_worker.stop_requested.set())
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, lambda *_: job_worker.stop_requested.set())
+    if parent_pid is not None:
+        stop_when_parent_dies(parent_pid, job_worker.stop_requested)
     job_worker.run_forever()
 
 

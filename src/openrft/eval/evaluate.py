@@ -30,6 +30,7 @@ from openrft.eval.metrics import (
 from openrft.graders.base import BaseGrader, GradeError, GradeResult, build_grader, parse_grader
 from openrft.graders.schema import GraderSpec
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.grading import grade_samples
 
 TOP_KS = (1, 5)  # top@1, top@5 (plus top@max) as in OpenAI's rare-disease demo
 
@@ -237,8 +238,7 @@ def generate_and_grade(
                 if len(samples) != len(batch) * n:
                     wanted = len(batch) * n
                     raise RuntimeError(f"engine returned {len(samples)} samples, not {wanted}")
-                items = [batch[s.prompt_index] for s in samples]
-                graded = built.grade_many([s.grader_view() for s in samples], items)
+                graded = grade_samples(built.grade_many, samples, batch)
                 results.extend(_row_results(start, prompts, samples, graded, n))
                 bar.advance(task, len(batch))
     finally:

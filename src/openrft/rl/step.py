@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from openrft.graders.base import GradeError, GradeResult, RewardFn
+from openrft.graders.base import GradeResult, RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
@@ -30,6 +30,7 @@ from openrft.rl.replay import (
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.episodes import EpisodeRunner, episode_metrics
 from openrft.rollout.forward_tape import ForwardTape
+from openrft.rollout.grading import grade_samples
 from openrft.rollout.hf import HFRolloutEngine
 
 
@@ -93,31 +94,7 @@ def sample_episodes(
     return ctx.episodes.generate(prompts, [item.get("tools") for item in items], n, params)
 
 
-# -- phase 2: grade --------------------------------------------------------------------
-
-
-def grade_samples(
-    reward_fn: RewardFn, samples: Sequence[Sample], items: Sequence[dict[str, Any]]
-) -> list[GradeResult]:
-    """One GradeResult per sample; unparsable structured output scores 0 without grading."""
-    results: list[GradeResult | None] = [None] * len(samples)
-    parsable = []
-    for i, sample in enumerate(samples):
-        if sample.discard_reason is not None:  # not graded: a tool failed for good
-            error = GradeError("other_error", f"rollout discarded: {sample.discard_reason}")
-            results[i] = GradeResult(score=0.0, errors=[error])
-        elif sample.parse_error is not None:
-            error = GradeError("sample_parse_error", sample.parse_error)
-            results[i] = GradeResult(score=0.0, errors=[error])
-        else:
-            parsable.append(i)
-    graded = reward_fn(
-        [samples[i].grader_view() for i in parsable],
-        [items[samples[i].prompt_index] for i in parsable],
-    )
-    for i, result in zip(parsable, graded, strict=True):
-        results[i] = result
-    return [r for r in results if r is not None]
+# -- phase 2: grade: openrft.rollout.grading.grade_samples, shared with evaluation --------
 
 
 # -- phase 4: loss and optimizer step --------------------------------------------------
@@ -387,6 +364,7 @@ def _sample_records(
             "score": grades[i].score,
             "advantage": advantages[i].item(),
             "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
+            "parse_error": samples[i].parse_error,
             "finish_reason": samples[i].finish_reason,
             **_episode_record(samples[i]),
         }
