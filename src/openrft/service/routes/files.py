@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 
 from openrft.service import views
 from openrft.service.deps import PrincipalDep, SessionDep, SettingsDep
-from openrft.service.errors import not_found
+from openrft.service.errors import UPLOAD_ERROR_RESPONSES, file_not_found
 from openrft.service.schemas import FileDeleted, FileObject
 from openrft.service.store import queries
 from openrft.service.store.ids import new_id, now
@@ -20,7 +20,7 @@ from openrft.service.uploads import receive_upload
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject)
+@router.post("", response_model=FileObject, responses=UPLOAD_ERROR_RESPONSES)
 def create_file(
     principal: PrincipalDep,
     session: SessionDep,
@@ -63,7 +63,7 @@ def list_files(
 def _owned(session: SessionDep, principal: PrincipalDep, file_id: str) -> StoredFile:
     row = queries.get_file(session, principal.project_id, file_id)
     if row is None:
-        raise not_found("file", file_id, param="file_id")
+        raise file_not_found(file_id)
     return row
 
 
