@@ -155,6 +155,17 @@ class MultiGrader(_Grader):
     graders: dict[str, SubGrader] = Field(min_length=1)
     calculate_output: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_grader(cls, data: Any) -> Any:
+        """openai-python types `graders` as one grader object; the guide uses a mapping.
+        One grader object becomes `{its name (or type): grader}`."""
+        graders = data.get("graders") if isinstance(data, dict) else None
+        if isinstance(graders, dict) and isinstance(graders.get("type"), str):
+            key = graders.get("name") or graders["type"]
+            return {**data, "graders": {key: graders}}
+        return data
+
 
 Grader = Annotated[
     StringCheckGrader
