@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from openrft.rl.config import OPENAI_HYPERPARAMETERS
@@ -86,7 +87,8 @@ class StoreReporter:
     """Reporter bound to one job and the worker that owns it."""
 
     def __init__(self, db: Database, job_id: str, worker_id: str, model_name: str,
-                 shutdown: threading.Event | None = None) -> None:
+                 shutdown: threading.Event | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.shutdown = shutdown or threading.Event()  # the worker is stopping
         self.job_id = job_id
@@ -96,7 +98,8 @@ class StoreReporter:
         self.lost_claim = threading.Event()
         self.stop_seen: StopRequest = None  # the stop request the trainer was given, if any
         self._last_metrics: dict[str, Any] | None = None
-        self._started: tuple[float, int | None] = (time.time(), None)  # (time, first step)
+        self.clock = clock  # Unix seconds, for estimated_finish
+        self._started: tuple[float, int | None] = (clock(), None)  # (time, first step)
 
     def _event(self, message: str, level: str = "info", type: str = "message",
                data: dict[str, Any] | None = None) -> None:
@@ -105,7 +108,7 @@ class StoreReporter:
 
     def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
         self.total_steps = total_steps
-        self._started = (time.time(), None)
+        self._started = (self.clock(), None)
         with self.db.session() as session:
             job = job_queries.get_job_by_id(session, self.job_id)
             if job is not None:
@@ -131,7 +134,7 @@ class StoreReporter:
         if first_step is None:
             first_step = step
             self._started = (started_at, step)
-        now = time.time()
+        now = self.clock()
         per_step = (now - started_at) / (step - first_step + 1)
         return round(now + per_step * max((self.total_steps or step) - step, 0))
 
