@@ -60,6 +60,19 @@ def test_running_job_shows_resolved_values_tokens_and_finish_estimate(
     assert stored == {"batch_size": 2}
 
 
+def test_supervised_job_shows_its_resolved_epochs_and_batch(live, client,
+                                                           tiny_model_dir) -> None:
+    rows = [{"messages": [{"role": "user", "content": "1+1="},
+                          {"role": "assistant", "content": "2"}]}] * 3
+    content = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    file_id = client.files.create(file=("s.jsonl", io.BytesIO(content)), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+    reporter = StoreReporter(live.db, job.id, "worker-x", "ft:model:alpha::2")
+    reporter.on_start(3, {"epochs": 1, "batch_size": 8, "learning_rate": 2e-4, "seed": 0})
+    shown = client.fine_tuning.jobs.retrieve(job.id).hyperparameters
+    assert (shown.n_epochs, shown.batch_size, shown.learning_rate_multiplier) == (1, 8, "auto")
+
+
 def test_wandb_integration_warns_when_it_cannot_run(live, client, tiny_model_dir,
                                                      monkeypatch) -> None:
     integrations = [{"type": "wandb", "wandb": {"project": "rft", "tags": ["x"]}}]

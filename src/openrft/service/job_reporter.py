@@ -113,7 +113,9 @@ class StoreReporter:
             job = job_queries.get_job_by_id(session, self.job_id)
             if job is not None:
                 job.total_steps = total_steps
-                resolved = {k: config[k] for k in OPENAI_HYPERPARAMETERS if k in config}
+                named = {"n_epochs": config.get("epochs"), **config}  # SFT says "epochs"
+                resolved = {k: named[k] for k in OPENAI_HYPERPARAMETERS
+                            if named.get(k) is not None}
                 job.resolved_hyperparameters = _json_safe(resolved) or None
             job_queries.add_event(session, self.job_id,
                                   f"Fine-tuning started: {total_steps} steps")
