@@ -46,6 +46,15 @@ def test_every_answer_has_a_request_id_and_processing_time(live) -> None:
     assert all(int(a.headers["openai-processing-ms"]) >= 0 for a in answers)
 
 
+def test_a_wrong_method_is_405_with_allow(live) -> None:
+    with raw(live, live.key("alpha")) as http:
+        answer = http.request("TRACE", "/models")
+        files = http.request("PUT", "/files/file-x")  # two routes share the path
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert files.status_code == 405 and files.headers["allow"] == "DELETE, GET"
+
+
 def test_the_sdk_exposes_the_request_id(client) -> None:
     page = client.models.list()
     assert REQUEST_ID.match(page._request_id or "")  # type: ignore[attr-defined]

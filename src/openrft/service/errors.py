@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from openrft.errors import InvalidInput, NotFound
 from openrft.service.request_id import REQUEST_ID_HEADER, request_id_of
@@ -133,13 +134,27 @@ def _validation_code(error_type: str) -> str:
 
 def error_response(
     status: int, message: str, type: str, param: str | None, code: str | None,
-    request_id: str | None = None,
+    request_id: str | None = None, headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers = dict(headers or {})  # e.g. a 405's `Allow`
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if request_id:  # the 500 handler runs outside RequestIdMiddleware
         headers[REQUEST_ID_HEADER] = request_id
     return JSONResponse(status_code=status, content=body, headers=headers or None)
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route fully serves at this path (RFC 9110's `Allow`)."""
+    routes = request.app.router.routes
+    allowed = [method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in routes)]
+    return ", ".join(allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -160,9 +175,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(404, str(exc), "invalid_request_error", None, f"{exc.kind}_not_found")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = _TYPE_BY_STATUS.get(exc.status_code, "invalid_request_error")
-        return error_response(exc.status_code, str(exc.detail), type_, None, None)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette lists only the first matching route's methods
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, str(exc.detail), type_, None, None,
+                              headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
