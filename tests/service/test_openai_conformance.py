@@ -194,6 +194,18 @@ def test_sdk_typed_create_with_reasoning_effort_values(client, tiny_model_dir) -
     assert "reasoning_effort" in caught.value.param
 
 
+def test_top_level_hyperparameters_with_an_rft_method_are_refused(client,
+                                                                   tiny_model_dir) -> None:
+    training = client.files.create(file=("t.jsonl", io.BytesIO(jsonl(RFT_ROWS))),
+                                   purpose="fine-tune").id
+    with pytest.raises(openai.BadRequestError) as caught:  # would otherwise be ignored
+        client.fine_tuning.jobs.create(
+            model=str(tiny_model_dir), training_file=training, hyperparameters={"n_epochs": 2},
+            method={"type": "reinforcement", "reinforcement": {"grader": PYTHON_GRADER}})
+    assert caught.value.param == "hyperparameters"
+    assert "method.reinforcement.hyperparameters" in caught.value.message
+
+
 LABEL_MODEL = {"type": "label_model", "name": "judge", "model": "gpt-4o-2024-08-06",
                "input": [{"role": "user", "content": "Is {{sample.output_text}} {{item.answer}}?"}],
                "labels": ["yes", "no"], "passing_labels": ["yes"]}

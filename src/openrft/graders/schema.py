@@ -98,6 +98,9 @@ class PythonGrader(_Grader):
     name: str
     source: str = Field(max_length=256 * 1024)
     image_tag: str | None = None
+    # Not in openai-python's RFT type, but in OpenAI's evals python grader and in Azure's
+    # RFT examples: accepted; the reward stays the score, metadata says whether it passed.
+    pass_threshold: float | None = None
 
 
 class ScoreModelGrader(_Grader):

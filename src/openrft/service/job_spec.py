@@ -52,6 +52,11 @@ def normalized_method(body: CreateJobRequest) -> dict[str, Any]:
         hyper = body.hyperparameters.model_dump(exclude_none=True) if body.hyperparameters else {}
         return {"type": "supervised", "supervised": {"hyperparameters": hyper}}
     method = body.method.model_dump(exclude_none=True)
+    if body.hyperparameters is not None and method["type"] != "supervised":
+        raise APIError(400, "hyperparameters: the top-level form is the deprecated supervised "
+                            f"one; give {method['type']} hyperparameters in "
+                            f"method.{method['type']}.hyperparameters",
+                       param="hyperparameters", code="invalid_value")
     if method["type"] == "dpo":
         raise APIError(400, "method.type: 'dpo' is not supported by OpenRFT "
                             "(use 'reinforcement' or 'supervised')", param="method.type")
