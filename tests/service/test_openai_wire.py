@@ -44,6 +44,7 @@ def test_every_answer_has_a_request_id_and_processing_time(live) -> None:
     assert all(REQUEST_ID.match(i) for i in ids), ids
     assert len(set(ids)) == len(ids)  # unique, and a client-sent id is not echoed
     assert all(int(a.headers["openai-processing-ms"]) >= 0 for a in answers)
+    assert answers[1].json()["error"]["message"].startswith("You didn't provide an API key.")
 
 
 def test_a_wrong_method_is_405_with_allow(live) -> None:
