@@ -220,6 +220,11 @@ def test_top_level_label_model_is_rejected_as_openai_does(client, tiny_model_dir
             method={"type": "reinforcement", "reinforcement": {"grader": LABEL_MODEL}})
     assert caught.value.param == "method.reinforcement.grader.type"
     assert caught.value.code == "invalid_value" and "label_model" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:  # an unknown type is not "in multi"
+        client.fine_tuning.jobs.create(
+            model=str(tiny_model_dir), training_file=training,
+            method={"type": "reinforcement", "reinforcement": {"grader": {"type": "regex"}}})
+    assert "unknown grader type 'regex'" in caught.value.message
     assert list(client.fine_tuning.jobs.list()) == []
     # inside a multi grader it is allowed, and graders/validate accepts it on its own
     multi = {"type": "multi", "graders": {"judge": LABEL_MODEL}, "calculate_output": "judge"}

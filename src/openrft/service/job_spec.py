@@ -128,17 +128,17 @@ def _check_grader(method: dict[str, Any]) -> None:
     from openrft.graders.schema import REINFORCEMENT_TOP_LEVEL_TYPES, grader_type
 
     grader = method["reinforcement"]["grader"]
+    try:
+        validate(grader)
+    except InvalidInput as exc:
+        raise InvalidInput(f"method.reinforcement.{exc.location}", exc.message) from None
     kind = grader_type(grader)
-    if kind and kind not in REINFORCEMENT_TOP_LEVEL_TYPES:  # as OpenAI: label_model in multi only
+    if kind not in REINFORCEMENT_TOP_LEVEL_TYPES:  # as OpenAI: label_model in multi only
         raise APIError(400, f"Invalid value for 'method.reinforcement.grader.type': {kind!r} "
                             f"cannot be the grader of a reinforcement job; use one of "
                             f"{', '.join(REINFORCEMENT_TOP_LEVEL_TYPES)} (a {kind} grader "
                             "may be used inside a multi grader)",
                        param="method.reinforcement.grader.type", code="invalid_value")
-    try:
-        validate(grader)
-    except InvalidInput as exc:
-        raise InvalidInput(f"method.reinforcement.{exc.location}", exc.message) from None
 
 
 def prepare_job(session: Session, settings: ServiceSettings, principal: Principal,
