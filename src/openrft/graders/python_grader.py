@@ -108,7 +108,13 @@ class PythonGraderImpl(BaseGrader):
         outcome = self._run([sample], [item])[0]
         if outcome.error is not None:
             raise outcome.error
-        return score_from_response(outcome.response or {})
+        return self._with_pass(score_from_response(outcome.response or {}))
+
+    def _with_pass(self, score: Score) -> Score:
+        if self.spec.pass_threshold is not None:
+            score.metadata = {**score.metadata,
+                              "passed": score.value >= self.spec.pass_threshold}
+        return score
 
     def grade_many(
         self,
@@ -150,7 +156,7 @@ class PythonGraderImpl(BaseGrader):
         try:
             if outcome.error is not None:
                 raise outcome.error
-            score = score_from_response(outcome.response or {})
+            score = self._with_pass(score_from_response(outcome.response or {}))
             value, errors, metadata = score.value, [], score.metadata
         except GradingError as exc:
             value, errors, metadata = 0.0, [GradeError(exc.code, exc.message)], {}

@@ -122,7 +122,8 @@ class ExpertSettings(_Strict):
     save_every: Annotated[int, Field(ge=1)] | Auto = "auto"
     """Optimizer steps between checkpoints. auto: eval_interval."""
     keep_checkpoints: int = Field(default=3, ge=1)
-    """How many of the latest checkpoints to keep on disk (OpenAI keeps 3)."""
+    """How many checkpoints to keep: those with the highest valid_reward_mean (OpenAI keeps
+    3), or the newest without a validation file. While training the newest is kept too."""
     keep_samples: int = Field(default=8, ge=0)
     """Sampled completions per step written to samples.jsonl."""
     max_steps: int | None = Field(default=None, ge=1)
@@ -266,6 +267,8 @@ class ResolvedConfig:
     steps_per_epoch: int
     total_steps: int
     learning_rate: float
+    learning_rate_multiplier: float
+    compute_multiplier: float
     reasoning_effort: ReasoningEffort
     eval_interval: int
     eval_samples: int  # validation rows per periodic validation (0: no validation file)
@@ -299,6 +302,12 @@ class ResolvedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# OpenAI's seven RFT hyperparameters: ResolvedConfig holds each under the same name.
+OPENAI_HYPERPARAMETERS = ("batch_size", "learning_rate_multiplier", "n_epochs",
+                          "reasoning_effort", "compute_multiplier", "eval_interval",
+                          "eval_samples")
 
 
 def _auto(value: Any, default: Any) -> Any:
@@ -344,6 +353,8 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         learning_rate=base_lr * _auto(hp.learning_rate_multiplier, 1.0),
+        learning_rate_multiplier=_auto(hp.learning_rate_multiplier, 1.0),
+        compute_multiplier=_auto(hp.compute_multiplier, 1.0),
         reasoning_effort=hp.reasoning_effort,
         eval_interval=eval_interval,
         eval_samples=min(_auto(hp.eval_samples, 32), n_valid_rows),

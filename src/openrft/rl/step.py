@@ -319,6 +319,9 @@ def run_step(
         "forward_replayed": stats.replayed,
         "learning_rate": learning_rate,
         "completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
+        # prompt + completion tokens of every sequence the update ran over (OpenAI's
+        # trained_tokens sums this over steps)
+        "trained_tokens": sum(len(s.prompt_ids) for s in samples) + sum(completion_tokens),
         "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
         "zero_variance_groups": int(zero_variance_groups(rewards, cfg.group_size).sum()),
         "grader_errors": sum(1 for g in grades if g.errors),

@@ -164,7 +164,8 @@ class _TrainingLoop:
             self.tokenizer,
             policy.optimizer,
             policy.scheduler,
-            {"seed": self.cfg.seed, "epoch": metrics.get("epoch", 0), "data_position": step},
+            {"seed": self.cfg.seed, "epoch": metrics.get("epoch", 0), "data_position": step,
+             "valid_reward_mean": metrics.get("valid_reward_mean")},
         )
         prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints)
         self.last_saved = step
@@ -192,6 +193,8 @@ class _TrainingLoop:
             self.reporters.on_event("info", f"Full validation mean reward={full_valid:.4f}")
         final_dir = self.output_dir / "final"
         save_model_dir(final_dir, self.ctx.policy.model, self.tokenizer)
+        # the newest was kept for resuming; a finished run keeps only the best
+        prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints, keep_newest=False)
         result = self._result(step, str(final_dir), full_valid, None)
         self.reporters.on_end({**asdict(result), "status": "succeeded", "seed": self.cfg.seed})
         return result

@@ -52,6 +52,11 @@ def normalized_method(body: CreateJobRequest) -> dict[str, Any]:
         hyper = body.hyperparameters.model_dump(exclude_none=True) if body.hyperparameters else {}
         return {"type": "supervised", "supervised": {"hyperparameters": hyper}}
     method = body.method.model_dump(exclude_none=True)
+    if body.hyperparameters is not None and method["type"] != "supervised":
+        raise APIError(400, "hyperparameters: the top-level form is the deprecated supervised "
+                            f"one; give {method['type']} hyperparameters in "
+                            f"method.{method['type']}.hyperparameters",
+                       param="hyperparameters", code="invalid_value")
     if method["type"] == "dpo":
         raise APIError(400, "method.type: 'dpo' is not supported by OpenRFT "
                             "(use 'reinforcement' or 'supervised')", param="method.type")
@@ -120,20 +125,26 @@ def _check_rows(method: dict[str, Any], files: list[StoredFile]) -> None:
 
 def _check_grader(method: dict[str, Any]) -> None:
     from openrft.graders.base import validate
+    from openrft.graders.schema import REINFORCEMENT_TOP_LEVEL_TYPES, grader_type
 
+    grader = method["reinforcement"]["grader"]
     try:
-        validate(method["reinforcement"]["grader"])
+        validate(grader)
     except InvalidInput as exc:
         raise InvalidInput(f"method.reinforcement.{exc.location}", exc.message) from None
+    kind = grader_type(grader)
+    if kind not in REINFORCEMENT_TOP_LEVEL_TYPES:  # as OpenAI: label_model in multi only
+        raise APIError(400, f"Invalid value for 'method.reinforcement.grader.type': {kind!r} "
+                            f"cannot be the grader of a reinforcement job; use one of "
+                            f"{', '.join(REINFORCEMENT_TOP_LEVEL_TYPES)} (a {kind} grader "
+                            "may be used inside a multi grader)",
+                       param="method.reinforcement.grader.type", code="invalid_value")
 
 
 def prepare_job(session: Session, settings: ServiceSettings, principal: Principal,
                 body: CreateJobRequest) -> Job:
     """Validate a creation request and return the (unsaved) job, its data copied in."""
     method = normalized_method(body)
-    if body.integrations:
-        raise APIError(400, "integrations: not supported by OpenRFT (metrics are in the job's "
-                            "events and the dashboard)", param="integrations")
     training = _owned_file(session, principal, body.training_file, "training_file")
     files = [training]
     if body.validation_file:
@@ -149,6 +160,7 @@ def prepare_job(session: Session, settings: ServiceSettings, principal: Principa
         expert=body.expert, suffix=body.suffix,
         seed=body.seed if body.seed is not None else random.SystemRandom().randrange(2**31),
         job_metadata=body.metadata, status="validating_files",
+        integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []] or None,
         output_dir=str(settings.jobs_dir / job_id / "run"), created_at=now(),
     )
     if method["type"] == "reinforcement":

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from openrft.rl.reporter import MultiReporter, Reporter
+from openrft.service.integrations import integration_reporters
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.job_spec import build_rft_config, job_data_dir
 from openrft.service.settings import ServiceSettings
@@ -24,21 +26,23 @@ class TrainingOutcome:
 
 
 def run_training(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> TrainingOutcome:
+    # the store first: its stop request wins; integrations (wandb) only mirror the metrics
+    reporters = MultiReporter([reporter, *integration_reporters(job, reporter)])
     if job.method["type"] == "reinforcement":
         from openrft.rl.trainer import train
 
         config = build_rft_config(job, job_data_dir(settings, job.id))
         # resume=True continues from the latest checkpoint, or starts fresh when none exists.
-        result = train(config, reporter=reporter, resume=True)
+        result = train(config, reporter=reporters, resume=True)
         stopped = result.stopped is not None
         final = result.final_model_dir
     else:
-        final = str(_train_supervised(job, settings, reporter))
+        final = str(_train_supervised(job, settings, reporters))
         stopped = reporter.stop_seen is not None
     return TrainingOutcome(final_model_dir=None if stopped else final, stopped=stopped)
 
 
-def _train_supervised(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> Any:
+def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter) -> Any:
     """SFT has no mid-run resume: a resumed supervised job starts again from the base model."""
     from openrft.data.jsonl import read_jsonl
     from openrft.models.load import LoraSettings

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from openrft.service import views
 from openrft.service.deps import PrincipalDep, SessionDep
-from openrft.service.errors import APIError, not_found
+from openrft.service.errors import APIError, model_not_found
 from openrft.service.schemas import ModelDeleted, ModelObject
 from openrft.service.store import queries
 
@@ -36,7 +36,7 @@ def retrieve_model(model: str, principal: PrincipalDep, session: SessionDep) -> 
     for candidate in _all_models(session, principal):
         if candidate.id == model:
             return candidate
-    raise not_found("model", model, param="model")
+    raise model_not_found(model)
 
 
 @router.delete("/{model:path}", response_model=ModelDeleted)
@@ -46,7 +46,7 @@ def delete_model(model: str, principal: PrincipalDep, session: SessionDep) -> Mo
         if any(m.id == model for m in _all_models(session, principal)):
             raise APIError(400, f"'{model}' is a base model; only fine-tuned models can be "
                                 "deleted", param="model", code="model_not_deletable")
-        raise not_found("model", model, param="model")
+        raise model_not_found(model)
     queries.mark_model_deleted(session, row)
     session.commit()
     return ModelDeleted(id=model)
