@@ -21,12 +21,14 @@ from openrft.rl.monitor import (
     check_reward_near_max,
     check_truncation,
     health_metrics,
+    noise_band,
     signal_shares,
 )
 
 S = MonitorSettings()  # patience 3 and the documented defaults
+# 200 validation samples: the noise band sqrt(2) / sqrt(200) = 0.1 equals overfit_delta
 FACTS = RunFacts(group_size=4, max_tokens=16, reward_floor=0.0, reward_max=1.0, beta=0.0,
-                 num_iterations=1)
+                 num_iterations=1, eval_samples=200)
 
 
 def rows(**series: list) -> list[dict]:
@@ -136,23 +138,31 @@ def test_harmless_truncation_is_quiet_and_reasoning_cuts_are_errors():
     assert finding.severity == "error" and "inside their reasoning" in finding.message
 
 
-def test_length_drift_compares_the_first_and_last_windows():
+def test_length_drift_compares_the_first_step_with_the_last_window():
     grew = rows(completion_tokens_mean=[10, 10, 10, 25, 25, 25], train_reward_mean=[0.1] * 6)
     finding = check_length_drift(grew, S, FACTS)
     assert finding.step == 4 and finding.numbers["ratio"] == pytest.approx(2.5)
     assert "grew from 10 to 25" in finding.message
     shrank = rows(completion_tokens_mean=[10, 10, 10, 4, 4, 4], train_reward_mean=[0.1] * 6)
     assert "shrank" in check_length_drift(shrank, S, FACTS).message
-    # (10+10+26)/3 = 15.3: 1.5x is not drift; and 5 steps cannot fill two windows
+    # (10+10+26)/3 = 15.3: 1.5x is not drift; (10+25+25)/3 = 20: 2x is not either
     assert check_length_drift(rows(completion_tokens_mean=[10] * 5 + [26],
                                    train_reward_mean=[0] * 6), S, FACTS) is None
     assert check_length_drift(grew[:5], S, FACTS) is None
+    # a fast drift: the first step is the baseline, not a window that includes the drift
+    fast = rows(completion_tokens_mean=[3, 20, 24, 24], train_reward_mean=[0.1] * 4)
+    finding = check_length_drift(fast, S, FACTS)
+    assert finding.numbers["ratio"] == pytest.approx((20 + 24 + 24) / 3 / 3)
+    assert check_length_drift(fast[:3], S, FACTS) is None  # needs patience steps after step 1
 
 
 def test_entropy_collapse_needs_a_reward_plateau_below_the_maximum():
     entropy = [2, 2, 2, 2, 2, 2, 0.3, 0.3, 0.3]
     finding = check_entropy_collapse(rows(entropy=entropy, train_reward_mean=[0.3] * 9), S, FACTS)
     assert finding.step == 7 and finding.numbers["entropy_now"] == pytest.approx(0.3)
+    falling = [0.6] * 6 + [0.4] * 3  # reward falling is not improving either
+    assert check_entropy_collapse(rows(entropy=entropy, train_reward_mean=falling), S,
+                                  FACTS) is not None
     rising = [0.3] * 6 + [0.5, 0.6, 0.7]  # still learning: certainty is fine
     assert check_entropy_collapse(rows(entropy=entropy, train_reward_mean=rising), S,
                                   FACTS) is None
@@ -173,17 +183,28 @@ def test_kl_ratio_and_non_finite_blow_ups():
     assert check_kl_blowup(rows(kl=[0.9], clip_fraction=[0.29], loss=[0.1]), S, FACTS) is None
 
 
+def test_noise_band_is_twice_the_worst_standard_error_of_a_difference():
+    assert noise_band(FACTS, 4) == pytest.approx(2 * math.sqrt(2 * 0.5**2 / 4))
+    assert noise_band(RunFacts(4, 16, 1.0, 7.0, 0.0, 1), 32) == pytest.approx(
+        2 * math.sqrt(2 * 3.0**2 / 32))
+
+
 def test_overfitting_train_up_while_validation_falls():
     train = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     # validation at steps 2, 4, 6: fitted change -0.2 over steps 2..6; train +0.4
-    falling = rows(train_reward_mean=train, valid_reward_mean=[None, 0.6, None, 0.5, None, 0.4])
+    falling = rows(train_reward_mean=train, valid_reward_mean=[None, 0.6, None, 0.5, None, 0.4],
+                   samples=[200] * 6)
     finding = check_overfitting(falling, S, FACTS)
     assert finding.step == 2
     assert finding.numbers["train_reward_change"] == pytest.approx(0.4)
     assert finding.numbers["valid_reward_change"] == pytest.approx(-0.2)
-    flat = rows(train_reward_mean=train, valid_reward_mean=[None, 0.6, None, 0.55, None, 0.52])
-    assert check_overfitting(flat, S, FACTS) is None  # -0.08 is within the noise band
+    flat = rows(train_reward_mean=train, valid_reward_mean=[None, 0.6, None, 0.55, None, 0.52],
+                samples=[200] * 6)
+    assert check_overfitting(flat, S, FACTS) is None  # -0.08 is less than overfit_delta
     assert check_overfitting(falling[:4], S, FACTS) is None  # two validations only
+    # the same curves measured on 4 validation samples (band 0.71) are within chance
+    few = RunFacts(4, 16, 0.0, 1.0, 0.0, 1, eval_samples=4)
+    assert check_overfitting(falling, S, few) is None
 
 
 def test_reward_near_max_while_validation_lags():
@@ -193,7 +214,7 @@ def test_reward_near_max_while_validation_lags():
     assert finding.step == 2 and finding.numbers["valid_reward"] == 0.5
     close = rows(train_reward_mean=[0.98] * 3, valid_reward_mean=[None, None, 0.8])
     assert check_reward_near_max(close, S, FACTS) is None
-    score_model = RunFacts(4, 16, 1.0, 7.0, 0.0, 1)  # range [1, 7]: 6.8 is 97% of the way
+    score_model = RunFacts(4, 16, 1.0, 7.0, 0.0, 1, 200)  # range [1, 7]: 6.8 is 97% of the way
     high = rows(train_reward_mean=[6.8] * 3, valid_reward_mean=[None, None, 4.0])
     assert check_reward_near_max(high, S, score_model) is not None
     assert check_reward_near_max(rows(train_reward_mean=[0.99] * 3), S, FACTS) is None

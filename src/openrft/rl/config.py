@@ -81,8 +81,8 @@ class MonitorSettings(_Strict):
     entropy_collapse_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Entropy below this fraction of its start while the reward has stopped improving."""
     plateau_delta: float = Field(default=0.05, ge=0)
-    """Largest change of the mean train reward between two patience windows that still
-    counts as a plateau."""
+    """Largest rise of the mean train reward between two patience windows that still
+    counts as a plateau (a fall counts too)."""
     kl_max: float = Field(default=1.0, gt=0)
     """Mean per-token KL to the reference (only measured when beta > 0)."""
     clip_fraction_max: float = Field(default=0.3, gt=0, le=1)
@@ -90,11 +90,13 @@ class MonitorSettings(_Strict):
     overfit_points: int = Field(default=3, ge=2)
     """Validation runs the overfitting trend is fitted over."""
     overfit_delta: float = Field(default=0.1, gt=0)
-    """Train reward rise and validation reward fall (fitted, over those runs) that count."""
+    """Train reward rise and validation reward fall (fitted, over those runs) that count;
+    never less than the sampling noise of the means compared (rl/monitor.noise_band)."""
     near_max_fraction: float = Field(default=0.95, gt=0, le=1)
     """Train reward at this fraction of the grader's range counts as "at the maximum"."""
     valid_gap: float = Field(default=0.25, gt=0)
-    """How far validation must lag a near-maximal train reward to be suspicious."""
+    """How far validation must lag a near-maximal train reward to be suspicious (never
+    less than the sampling noise of eval_samples rewards)."""
     reward_max: float | None = None
     """Top of the reward scale. None: the top of a score_model's range, else 1.0."""
     error_share: float = Field(default=0.1, gt=0, le=1)

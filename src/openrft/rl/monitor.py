@@ -52,6 +52,7 @@ class RunFacts:
     reward_max: float  # top of the reward scale
     beta: float
     num_iterations: int
+    eval_samples: int = 0  # validation samples per periodic validation
 
 
 def run_facts(cfg: ResolvedConfig) -> RunFacts:
@@ -62,7 +63,8 @@ def run_facts(cfg: ResolvedConfig) -> RunFacts:
     top = settings.reward_max
     if top is None:
         top = float((cfg.grader.get("range") or (0.0, 1.0))[1])
-    return RunFacts(cfg.group_size, cfg.max_tokens, floor, top, cfg.beta, cfg.num_iterations)
+    return RunFacts(cfg.group_size, cfg.max_tokens, floor, top, cfg.beta, cfg.num_iterations,
+                    cfg.eval_samples)
 
 
 # -- per-step numbers the metrics rows lack ---------------------------------------------
@@ -205,16 +207,19 @@ def check_no_signal(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> 
                   "partial credit (text_similarity, a python grader scoring closeness), check "
                   "the prompt states the answer format the grader expects, or fine-tune on "
                   "demonstrations first; `openrft preflight` measures the pass rate.")
-    elif passed > fail and passed >= flat / 2:
+    elif _near_max(_mean(run, "train_reward_mean"), f, s):
         if not _near_max(_mean(history[: s.patience], "train_reward_mean"), f, s):
             return None  # learned its way to full marks: success, not a missing signal
         advice = (f" In {passed:.0f} of {groups:.0f} groups every sample passed: the model "
                   "already solves these prompts. Stop here if validation is good, or use "
                   "harder rows or a stricter grader.")
     else:
-        advice = (" Samples agree without all failing or passing: raise "
-                  "hyperparameters.compute_multiplier (bigger groups) or expert.temperature, "
-                  "and prefer a graded reward to a pass/fail one.")
+        advice = (f" The groups agree without all failing ({fail:.0f} all-fail, {passed:.0f} "
+                  f"all-pass of {groups:.0f}; entropy {_mean(run, 'entropy'):.3f}): the "
+                  "model samples (nearly) the same completion every time. Raise "
+                  "expert.temperature or hyperparameters.compute_multiplier (bigger groups), "
+                  "lower the learning rate if entropy collapsed, and prefer a graded reward "
+                  "to a pass/fail one.")
     return Finding("no_signal", "warn", head + advice, numbers, int(run[0]["step"]))
 
 
@@ -262,20 +267,17 @@ def check_truncation(history: list[Metrics], s: MonitorSettings, f: RunFacts) ->
     return Finding("truncation", severity, message, numbers, int(run[0]["step"]))
 
 
-def _windows(history: list[Metrics], k: int) -> tuple[list[Metrics], list[Metrics]] | None:
-    """The first and the last k steps, when they do not overlap."""
-    return (history[:k], history[-k:]) if len(history) >= 2 * k else None
-
-
 def check_length_drift(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> Finding | None:
-    windows = _windows(history, s.patience)
-    if windows is None:
+    if len(history) <= s.patience:
         return None
-    start, now = (_mean(w, "completion_tokens_mean") for w in windows)
+    recent = history[-s.patience :]  # compared with the first step: the base policy
+    start, now = _num(history[0], "completion_tokens_mean"), _mean(recent,
+                                                                  "completion_tokens_mean")
     if start <= 0 or not (now >= start * s.length_drift_ratio or
                           now * s.length_drift_ratio <= start):
         return None
-    reward_start, reward_now = (_mean(w, "train_reward_mean") for w in windows)
+    reward_start, reward_now = _num(history[0], "train_reward_mean"), _mean(recent,
+                                                                           "train_reward_mean")
     numbers = {"completion_tokens_start": start, "completion_tokens_now": now,
                "ratio": now / start, "train_reward_start": reward_start,
                "train_reward_now": reward_now}
@@ -291,7 +293,7 @@ def check_length_drift(history: list[Metrics], s: MonitorSettings, f: RunFacts) 
                    f"average while the train reward went from {reward_start:.2f} to "
                    f"{reward_now:.2f}. Check samples.jsonl for empty or clipped answers that "
                    "score better than wrong ones, and make the grader give them the minimum.")
-    return Finding("length_drift", "warn", message, numbers, int(windows[1][0]["step"]))
+    return Finding("length_drift", "warn", message, numbers, int(recent[0]["step"]))
 
 
 def _near_max(reward: float, f: RunFacts, s: MonitorSettings) -> bool:
@@ -301,26 +303,24 @@ def _near_max(reward: float, f: RunFacts, s: MonitorSettings) -> bool:
 
 def check_entropy_collapse(history: list[Metrics], s: MonitorSettings,
                            f: RunFacts) -> Finding | None:
-    windows = _windows(history, s.patience)
-    if windows is None:
+    if len(history) < 2 * s.patience:
         return None
-    start, now = (_mean(w, "entropy") for w in windows)
-    previous = history[-2 * s.patience : -s.patience]
-    reward_before, reward_now = _mean(previous, "train_reward_mean"), _mean(windows[1],
-                                                                           "train_reward_mean")
+    recent, previous = history[-s.patience :], history[-2 * s.patience : -s.patience]
+    start, now = _num(history[0], "entropy"), _mean(recent, "entropy")
+    reward_before, reward_now = (_mean(w, "train_reward_mean") for w in (previous, recent))
     collapsed = start > 0 and now < s.entropy_collapse_fraction * start
-    plateau = abs(reward_now - reward_before) <= s.plateau_delta
+    plateau = reward_now - reward_before <= s.plateau_delta  # not improving (or falling)
     if not (collapsed and plateau) or _near_max(reward_now, f, s):
         return None  # a model that solves the task may well be certain
     numbers = {"entropy_start": start, "entropy_now": now, "train_reward_before": reward_before,
                "train_reward_now": reward_now}
     message = (f"Entropy collapse: policy entropy fell from {start:.3f} to {now:.3f} per token "
-               f"({now / start:.0%} of its start) while the train reward stalled at "
+               f"({now / start:.1%} of its start) while the train reward stalled at "
                f"{reward_now:.2f}. The model samples nearly the same completion every time, "
                "so groups stop differing and learning stops. Lower the learning rate "
                "(hyperparameters.learning_rate_multiplier), set expert.beta (e.g. 0.04) to "
                "anchor to the base model, or raise expert.temperature / epsilon_high.")
-    return Finding("entropy_collapse", "warn", message, numbers, int(windows[1][0]["step"]))
+    return Finding("entropy_collapse", "warn", message, numbers, int(recent[0]["step"]))
 
 
 def check_kl_blowup(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> Finding | None:
@@ -363,6 +363,12 @@ def _fitted_change(points: list[tuple[float, float]]) -> float:
     return slope * (points[-1][0] - points[0][0])
 
 
+def noise_band(f: RunFacts, n: float) -> float:
+    """Twice the largest standard error of a difference of two means of `n` rewards in the
+    run's range (a reward's std is at most half the range): smaller moves may be chance."""
+    return math.sqrt(2) * (f.reward_max - f.reward_floor) / math.sqrt(max(n, 1))
+
+
 def _validations(history: list[Metrics]) -> list[tuple[float, float]]:
     return [(float(r["step"]), float(r["valid_reward_mean"])) for r in history
             if isinstance(r.get("valid_reward_mean"), int | float)]
@@ -376,10 +382,12 @@ def check_overfitting(history: list[Metrics], s: MonitorSettings, f: RunFacts) -
     train = [(float(r["step"]), _num(r, "train_reward_mean")) for r in history
              if first <= r["step"] <= last]
     train_change, valid_change = _fitted_change(train), _fitted_change(valid)
-    if train_change < s.overfit_delta or valid_change > -s.overfit_delta:
+    train_band = max(s.overfit_delta, noise_band(f, _mean(history[-1:], "samples")))
+    valid_band = max(s.overfit_delta, noise_band(f, f.eval_samples))
+    if train_change < train_band or valid_change > -valid_band:
         return None
     numbers = {"train_reward_change": train_change, "valid_reward_change": valid_change,
-               "from_step": first, "to_step": last}
+               "from_step": first, "to_step": last, "valid_noise_band": valid_band}
     message = (f"Overfitting or reward hacking: between steps {first:.0f} and {last:.0f} the "
                f"train reward rose by {train_change:+.2f} while the validation reward fell by "
                f"{-valid_change:.2f}. The model is fitting the training prompts or exploiting "
@@ -396,7 +404,8 @@ def check_reward_near_max(history: list[Metrics], s: MonitorSettings,
         return None
     recent = history[-s.patience :]
     train = _mean(recent, "train_reward_mean")
-    if not _near_max(train, f, s) or valid[-1][1] > train - s.valid_gap:
+    gap = max(s.valid_gap, noise_band(f, f.eval_samples))
+    if not _near_max(train, f, s) or valid[-1][1] > train - gap:
         return None
     numbers = {"train_reward": train, "valid_reward": valid[-1][1], "reward_max": f.reward_max}
     message = (f"Reward near its maximum: the train reward is {train:.2f} of {f.reward_max:g} "
