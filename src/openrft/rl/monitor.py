@@ -33,7 +33,7 @@ class Finding:
     # overfitting, grader_dominance, grader_errors, reward_near_max
     severity: Severity
     message: str  # what happens, why it matters, what to change
-    numbers: dict[str, float] = field(default_factory=dict)  # the measurements behind it
+    numbers: dict[str, float | None] = field(default_factory=dict)  # None: not measured
     step: int = 0  # the step where the condition began
     detected_step: int = 0  # the step where it had held long enough to report
     action: Action = "warn"  # what the trainer does about it
@@ -249,8 +249,7 @@ def check_truncation(history: list[Metrics], s: MonitorSettings, f: RunFacts) ->
     numbers = {"truncated_fraction": share, "truncated_in_reasoning_fraction": inside,
                "max_tokens": f.max_tokens,
                "completion_tokens_mean": _mean(run, "completion_tokens_mean"),
-               "truncated_reward_mean": sum(cut) / len(cut) if cut else float("nan"),
-               "finished_reward_mean": sum(done) / len(done) if done else float("nan")}
+               "truncated_reward_mean": _mean_of(cut), "finished_reward_mean": _mean_of(done)}
     message = (f"Truncation: {share:.0%} of samples hit max_tokens={f.max_tokens} over "
                f"{len(run)} steps (mean length {numbers['completion_tokens_mean']:.0f} tokens)")
     if cut:
@@ -333,7 +332,7 @@ def check_kl_blowup(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> 
                        f"Divergence: {', '.join(broken)} became non-finite at step {step}. "
                        "Lower the learning rate, use expert.precision: bf16 instead of fp16 "
                        "(no loss scaling), and keep expert.max_grad_norm at 1.0 or below.",
-                       {k: float("nan") for k in broken}, step)
+                       {k: None for k in broken}, step)
     kl, clip = _num(row, "kl"), _num(row, "clip_fraction")
     if kl >= s.kl_max:
         return Finding("kl_blowup", "error",
