@@ -297,3 +297,16 @@ def test_monitor_settings_live_under_expert_and_preflight_auto_is_resolved():
         config_from_dict({**base, "expert": {"monitor": {"patiense": 2}}})
     with pytest.raises(Exception, match="expert.monitor.on_no_signal"):
         config_from_dict({**base, "expert": {"monitor": {"on_no_signal": "stop"}}})
+
+
+def test_run_facts_take_the_reward_scale_from_the_grader_or_the_settings():
+    from openrft.rl.monitor import run_facts
+
+    judge = {"type": "score_model", "name": "judge", "model": "judge-model", "range": [1, 7],
+             "input": [{"role": "user", "content": "Answer: {{ sample.output_text }}"}]}
+    base = {"model": "m", "training_file": "t.jsonl", "grader": judge,
+            "hyperparameters": {"eval_samples": 5}}
+    facts = run_facts(resolve(config_from_dict(base), 10, 8))
+    assert (facts.reward_floor, facts.reward_max, facts.eval_samples) == (1.0, 7.0, 5)
+    custom = {**base, "expert": {"monitor": {"reward_max": 5.0}}}
+    assert run_facts(resolve(config_from_dict(custom), 10, 8)).reward_max == 5.0

@@ -12,7 +12,7 @@ feeds back into the reward. Every threshold is an `expert.monitor` setting
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ class Finding:
     # overfitting, grader_dominance, grader_errors, reward_near_max
     severity: Severity
     message: str  # what happens, why it matters, what to change
-    numbers: dict[str, float | None] = field(default_factory=dict)  # None: not measured
+    numbers: Mapping[str, float | None] = field(default_factory=dict)  # None: not measured
     step: int = 0  # the step where the condition began
     detected_step: int = 0  # the step where it had held long enough to report
     action: Action = "warn"  # what the trainer does about it
@@ -457,7 +457,7 @@ def _dominant(row: Metrics, share: float) -> str | None:
     shares = row.get("sub_reward_signal_share") or {}
     if len(shares) < 2:
         return None
-    key = max(shares, key=shares.get)
+    key = max(shares, key=lambda k: shares[k])
     return key if shares[key] >= share else None
 
 
