@@ -111,11 +111,14 @@ def test_no_signal_says_all_pass_and_stays_quiet_below_the_share():
 
 
 def test_truncation_that_costs_reward_warns():
-    # cut samples score 0.2 against 0.6 for finished ones (a 0.4 penalty >= 0.1)
+    # 64 samples a step, half cut: pooled over 3 steps 96 cut and 96 finished samples, so
+    # chance allows sqrt(1/96 + 1/96) = 0.144; cut samples score 0.2 against 0.6
     history = rows(truncated_fraction=[0.1, 0.5, 0.5, 0.5], completion_tokens_mean=[16] * 4,
-                   truncated_reward_mean=[0.2] * 4, finished_reward_mean=[0.6] * 4)
+                   truncated_reward_mean=[0.2] * 4, finished_reward_mean=[0.6] * 4,
+                   samples=[64] * 4)
     finding = check_truncation(history, S, FACTS)
     assert finding.severity == "warn" and finding.step == 2
+    assert finding.numbers["truncated_reward_mean"] == pytest.approx(0.2)
     assert finding.numbers["truncated_fraction"] == pytest.approx(0.5)
     assert "max_tokens=16" in finding.message and "0.20 on average against 0.60" in finding.message
     # everything cut and scoring ~nothing (0.04 <= 5% of the range)
@@ -130,8 +133,19 @@ def test_harmless_truncation_is_quiet_and_reasoning_cuts_are_errors():
     harmless = rows(truncated_fraction=[1.0] * 5, truncated_reward_mean=[0.3] * 5)
     assert check_truncation(harmless, S, FACTS) is None
     alike = rows(truncated_fraction=[0.5] * 5, truncated_reward_mean=[0.55] * 5,
-                 finished_reward_mean=[0.6] * 5)  # 0.05 less: within the penalty band
+                 finished_reward_mean=[0.6] * 5, samples=[64] * 5)  # 0.05 < 0.144
     assert check_truncation(alike, S, FACTS) is None
+    # 0.2 less, on 8 samples a step: 12 cut and 12 finished, chance allows
+    # sqrt(1/12 + 1/12) = 0.41; on 64 a step it is a finding
+    small = rows(truncated_fraction=[0.5] * 3, truncated_reward_mean=[0.3] * 3,
+                 finished_reward_mean=[0.5] * 3, samples=[8] * 3)
+    assert check_truncation(small, S, FACTS) is None
+    large = [{**row, "samples": 64} for row in small]
+    assert check_truncation(large, S, FACTS) is not None
+    # pooled means weigh steps by their cut samples: (1.0 * 32 + 0 * 48 + 0 * 48) / 128
+    mixed = rows(truncated_fraction=[0.5, 0.75, 0.75], truncated_reward_mean=[1.0, 0, 0],
+                 finished_reward_mean=[1.0, 1.0, 1.0], samples=[64] * 3)
+    assert check_truncation(mixed, S, FACTS).numbers["truncated_reward_mean"] == 0.25
     inside = rows(truncated_fraction=[0.5] * 3, truncated_in_reasoning_fraction=[0.4] * 3,
                   truncated_reward_mean=[0.3] * 3)
     finding = check_truncation(inside, S, FACTS)

@@ -75,7 +75,8 @@ class MonitorSettings(_Strict):
     truncation_penalty)."""
     truncation_penalty: float = Field(default=0.1, ge=0)
     """How much less (as a share of the reward range) cut samples must score than finished
-    ones; cut samples scoring about the minimum, or cut inside reasoning, always count."""
+    ones, pooled over patience steps, and never less than chance allows; cut samples
+    scoring about the minimum, or cut inside reasoning, always count."""
     length_drift_ratio: float = Field(default=2.5, gt=1)
     """Mean completion length this many times longer (or shorter) than at the start."""
     entropy_collapse_fraction: float = Field(default=0.2, gt=0, lt=1)

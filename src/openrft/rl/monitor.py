@@ -223,41 +223,47 @@ def check_no_signal(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> 
     return Finding("no_signal", "warn", head + advice, numbers, int(run[0]["step"]))
 
 
-def _costly_truncation(row: Metrics, s: MonitorSettings, f: RunFacts) -> bool:
-    """Many samples hit max_tokens and it costs reward: cut inside their reasoning, scoring
-    about the minimum, or scoring clearly less than the samples that finished."""
-    if _num(row, "truncated_fraction") < s.truncation_share:
-        return False
-    if _num(row, "truncated_in_reasoning_fraction") >= s.truncation_share / 2:
-        return True
-    cut, done = row.get("truncated_reward_mean"), row.get("finished_reward_mean")
-    if cut is None:
-        return False
-    span = max(f.reward_max - f.reward_floor, 1e-9)
-    if cut <= f.reward_floor + 0.05 * span:
-        return True
-    return done is not None and cut <= done - s.truncation_penalty * span
+def _pooled(rows: Sequence[Metrics], key: str, share: Callable[[Metrics], float]
+            ) -> tuple[float | None, float]:
+    """(mean of `key` weighted by each step's share of samples, number of those samples)."""
+    weights = [(share(r) * _num(r, "samples", 1.0), r.get(key)) for r in rows]
+    weights = [(w, v) for w, v in weights if w > 0 and isinstance(v, int | float)]
+    n = sum(w for w, _ in weights)
+    return (sum(w * v for w, v in weights) / n if n else None), n
 
 
 def check_truncation(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> Finding | None:
-    run = _streak(history, lambda r: _costly_truncation(r, s, f))
+    """Many samples hit max_tokens for `patience` steps and, pooled over those steps, the cut
+    costs reward: cut inside reasoning, scoring about the minimum, or scoring less than the
+    finished samples by more than truncation_penalty and more than chance."""
+    run = _streak(history, lambda r: _num(r, "truncated_fraction") >= s.truncation_share)
     if len(run) < s.patience:
         return None
-    share, inside = _mean(run, "truncated_fraction"), _mean(run, "truncated_in_reasoning_fraction")
-    cut = [r["truncated_reward_mean"] for r in run if r.get("truncated_reward_mean") is not None]
-    done = [r["finished_reward_mean"] for r in run if r.get("finished_reward_mean") is not None]
+    window = run[-s.patience :]
+    share, inside = _mean(window, "truncated_fraction"), _mean(
+        window, "truncated_in_reasoning_fraction")
+    cut, n_cut = _pooled(window, "truncated_reward_mean", lambda r: _num(r, "truncated_fraction"))
+    done, n_done = _pooled(window, "finished_reward_mean",
+                           lambda r: 1 - _num(r, "truncated_fraction"))
+    span = f.reward_max - f.reward_floor
+    in_reasoning = inside >= s.truncation_share / 2
+    worthless = cut is not None and cut <= f.reward_floor + 0.05 * span
+    penalty = max(s.truncation_penalty * span,
+                  span * math.sqrt(1 / max(n_cut, 1) + 1 / max(n_done, 1)))
+    worse = cut is not None and done is not None and cut <= done - penalty
+    if not (in_reasoning or worthless or worse):
+        return None
     numbers = {"truncated_fraction": share, "truncated_in_reasoning_fraction": inside,
                "max_tokens": f.max_tokens,
-               "completion_tokens_mean": _mean(run, "completion_tokens_mean"),
-               "truncated_reward_mean": _mean_of(cut), "finished_reward_mean": _mean_of(done)}
+               "completion_tokens_mean": _mean(window, "completion_tokens_mean"),
+               "truncated_reward_mean": cut, "finished_reward_mean": done}
     message = (f"Truncation: {share:.0%} of samples hit max_tokens={f.max_tokens} over "
                f"{len(run)} steps (mean length {numbers['completion_tokens_mean']:.0f} tokens)")
-    if cut:
-        message += f", and cut samples score {numbers['truncated_reward_mean']:.2f} on average"
-        message += (f" against {numbers['finished_reward_mean']:.2f} for finished ones."
-                    if done else ".")
+    if cut is not None:
+        message += f", and cut samples score {cut:.2f} on average"
+        message += f" against {done:.2f} for finished ones." if done is not None else "."
     severity: Severity = "warn"
-    if inside >= s.truncation_share / 2:
+    if in_reasoning:
         severity = "error"
         message += (f" {inside:.0%} were cut inside their reasoning, so they have no answer and "
                     "score the minimum whatever they reasoned.")
