@@ -8,6 +8,7 @@ import math
 import pytest
 
 from openrft.rl.config import MonitorSettings, config_from_dict, resolve
+from openrft.rl.health_metrics import health_metrics, signal_shares
 from openrft.rl.monitor import (
     RunFacts,
     TrainingMonitor,
@@ -20,9 +21,7 @@ from openrft.rl.monitor import (
     check_overfitting,
     check_reward_near_max,
     check_truncation,
-    health_metrics,
     noise_band,
-    signal_shares,
 )
 
 S = MonitorSettings()  # patience 3 and the documented defaults
@@ -121,9 +120,11 @@ def test_truncation_that_costs_reward_warns():
     assert finding.numbers["truncated_reward_mean"] == pytest.approx(0.2)
     assert finding.numbers["truncated_fraction"] == pytest.approx(0.5)
     assert "max_tokens=16" in finding.message and "0.20 on average against 0.60" in finding.message
-    # everything cut and scoring ~nothing (0.04 <= 5% of the range)
-    nothing = rows(truncated_fraction=[1.0] * 3, truncated_reward_mean=[0.04] * 3)
+    # everything cut and scoring nothing (0.01 <= 1% of the range); 0.04 is a low pass rate
+    nothing = rows(truncated_fraction=[1.0] * 3, truncated_reward_mean=[0.01] * 3)
     assert check_truncation(nothing, S, FACTS) is not None
+    low = rows(truncated_fraction=[1.0] * 3, truncated_reward_mean=[0.04] * 3)
+    assert check_truncation(low, S, FACTS) is None
     below = rows(truncated_fraction=[0.29] * 5, truncated_reward_mean=[0.0] * 5)
     assert check_truncation(below, S, FACTS) is None
 

@@ -2,7 +2,7 @@
 
 GRPO fails quietly: a run whose groups all score alike, whose answers are cut off at
 max_tokens, or whose policy games the grader still prints a reward every step. The
-monitor watches the metrics.jsonl rows (plus the few per-step numbers `health_metrics`
+monitor watches the metrics.jsonl rows (plus the per-step numbers rl/health_metrics.py
 adds) and emits typed `Finding`s: a severity, a message saying what to change, the
 numbers behind it and the step where the condition began. It only alerts: nothing here
 feeds back into the reward. Every threshold is an `expert.monitor` setting
@@ -16,9 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from openrft.graders.base import GradeResult
 from openrft.rl.config import MonitorSettings, ResolvedConfig
-from openrft.rollout.engine import Sample
 
 Severity = Literal["warn", "error"]
 Action = Literal["warn", "pause", "fail"]
@@ -65,99 +63,6 @@ def run_facts(cfg: ResolvedConfig) -> RunFacts:
         top = float((cfg.grader.get("range") or (0.0, 1.0))[1])
     return RunFacts(cfg.group_size, cfg.max_tokens, floor, top, cfg.beta, cfg.num_iterations,
                     cfg.eval_samples)
-
-
-# -- per-step numbers the metrics rows lack ---------------------------------------------
-
-
-def step_health_metrics(
-    cfg: ResolvedConfig, samples: Sequence[Sample], grades: Sequence[GradeResult],
-    rewards: Sequence[float],
-) -> Metrics:
-    """`health_metrics` of one training step's samples and grades (run_step adds them)."""
-    from openrft.eval.evaluate import score_bounds
-
-    floor, pass_threshold = score_bounds(cfg.grader)
-    return health_metrics(
-        rewards, cfg.group_size, floor, pass_threshold,
-        [s.finish_reason == "length" for s in samples],
-        [s.finish_reason == "length" and s.reasoning_unclosed for s in samples],
-        [[e.code for e in g.errors] for g in grades],
-        [g.sub_scores for g in grades],
-    )
-
-
-def health_metrics(
-    rewards: Sequence[float],
-    group_size: int,
-    reward_floor: float,
-    pass_threshold: float,
-    truncated: Sequence[bool],
-    truncated_in_reasoning: Sequence[bool],
-    error_codes: Sequence[Sequence[str]],
-    sub_scores: Sequence[dict[str, float]],
-) -> Metrics:
-    """Group outcomes, what truncated samples score, error codes and per-sub-grader numbers
-    of one step (samples prompt-major, `group_size` per prompt)."""
-    groups = [list(rewards[i : i + group_size]) for i in range(0, len(rewards), group_size)]
-    flat = [group for group in groups if max(group) == min(group)]
-    codes: dict[str, int] = {}
-    for sample_codes in error_codes:
-        for code in sample_codes:
-            codes[code] = codes.get(code, 0) + 1
-    metrics: Metrics = {
-        "groups": len(groups),
-        "samples": len(rewards),
-        "all_fail_groups": sum(1 for g in flat if g[0] <= reward_floor),
-        "all_pass_groups": sum(1 for g in flat if g[0] >= pass_threshold),
-        "truncated_in_reasoning_fraction": sum(truncated_in_reasoning) / max(len(rewards), 1),
-        "truncated_reward_mean": _mean_of([r for r, t in zip(rewards, truncated, strict=True)
-                                           if t]),
-        "finished_reward_mean": _mean_of([r for r, t in zip(rewards, truncated, strict=True)
-                                          if not t]),
-        "grader_error_codes": codes,
-    }
-    if sub_scores and sub_scores[0]:
-        keys = list(sub_scores[0])
-        metrics["sub_reward_mean"] = {
-            k: sum(s.get(k, 0.0) for s in sub_scores) / len(sub_scores) for k in keys
-        }
-        metrics["sub_reward_signal_share"] = signal_shares(rewards, sub_scores, group_size)
-    return metrics
-
-
-def _mean_of(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def signal_shares(
-    rewards: Sequence[float], sub_scores: Sequence[dict[str, float]], group_size: int
-) -> dict[str, float]:
-    """Which sub-grader the within-group reward differences follow (what GRPO learns from).
-
-    Per sub-grader: the squared correlation between its scores and the reward after
-    subtracting each group's mean from both, normalised to sum to 1 over sub-graders.
-    Empty when no group's rewards differ."""
-    def centred(values: Sequence[float]) -> list[float]:
-        out = []
-        for i in range(0, len(values), group_size):
-            group = values[i : i + group_size]
-            mean = sum(group) / len(group)
-            out += [v - mean for v in group]
-        return out
-
-    r = centred(rewards)
-    r_var = sum(v * v for v in r)
-    if r_var <= 1e-12:
-        return {}
-    fits = {}
-    for key in sub_scores[0]:
-        s = centred([scores.get(key, 0.0) for scores in sub_scores])
-        s_var = sum(v * v for v in s)
-        cov = sum(a * b for a, b in zip(s, r, strict=True))
-        fits[key] = cov * cov / (s_var * r_var) if s_var > 1e-12 else 0.0
-    total = sum(fits.values())
-    return {k: v / total for k, v in fits.items()} if total > 0 else {}
 
 
 # -- the checks: pure functions of the history ------------------------------------------
@@ -226,16 +131,16 @@ def check_no_signal(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> 
 def _pooled(rows: Sequence[Metrics], key: str, share: Callable[[Metrics], float]
             ) -> tuple[float | None, float]:
     """(mean of `key` weighted by each step's share of samples, number of those samples)."""
-    weights = [(share(r) * _num(r, "samples", 1.0), r.get(key)) for r in rows]
-    weights = [(w, v) for w, v in weights if w > 0 and isinstance(v, int | float)]
-    n = sum(w for w, _ in weights)
-    return (sum(w * v for w, v in weights) / n if n else None), n
+    weights = [(share(r) * _num(r, "samples", 1.0), _num(r, key)) for r in rows
+               if isinstance(r.get(key), int | float)]
+    n = sum(w for w, _ in weights if w > 0)
+    return (sum(w * v for w, v in weights if w > 0) / n if n else None), n
 
 
 def check_truncation(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> Finding | None:
     """Many samples hit max_tokens for `patience` steps and, pooled over those steps, the cut
-    costs reward: cut inside reasoning, scoring about the minimum, or scoring less than the
-    finished samples by more than truncation_penalty and more than chance."""
+    costs reward: cut inside reasoning, scoring the minimum (within 1% of the range), or
+    scoring less than the finished samples by more than truncation_penalty and chance."""
     run = _streak(history, lambda r: _num(r, "truncated_fraction") >= s.truncation_share)
     if len(run) < s.patience:
         return None
@@ -247,7 +152,7 @@ def check_truncation(history: list[Metrics], s: MonitorSettings, f: RunFacts) ->
                            lambda r: 1 - _num(r, "truncated_fraction"))
     span = f.reward_max - f.reward_floor
     in_reasoning = inside >= s.truncation_share / 2
-    worthless = cut is not None and cut <= f.reward_floor + 0.05 * span
+    worthless = cut is not None and cut <= f.reward_floor + 0.01 * span  # ~all at the floor
     penalty = max(s.truncation_penalty * span,
                   span * math.sqrt(1 / max(n_cut, 1) + 1 / max(n_done, 1)))
     worse = cut is not None and done is not None and cut <= done - penalty

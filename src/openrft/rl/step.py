@@ -17,9 +17,9 @@ import torch
 from openrft.graders.base import GradeError, GradeResult, RewardFn
 from openrft.rl.advantages import group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
+from openrft.rl.health_metrics import step_health_metrics
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
-from openrft.rl.monitor import step_health_metrics
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.replay import (
     keep_tape_rows,
@@ -327,7 +327,7 @@ def run_step(
         "training_seconds": finished - graded,
         "step_seconds": finished - started,
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
-        **step_health_metrics(cfg, samples, grades, rewards.tolist()),  # rl/monitor.py
+        **step_health_metrics(cfg, samples, grades, rewards.tolist()),  # rl/health_metrics.py
     }
     records = _sample_records(step, samples, grades, advantages, prompts, cfg)
     return StepOutput(metrics, records)
