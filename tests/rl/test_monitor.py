@@ -281,6 +281,19 @@ def test_no_signal_actions(action, severity, text):
     assert finding.action == action and finding.severity == severity and text in finding.message
 
 
+def test_actions_by_kind_and_their_validation():
+    settings = MonitorSettings(actions={"truncation": "pause", "no_signal": "fail"})
+    monitor = TrainingMonitor(settings, FACTS)
+    cut = rows(truncated_fraction=[1.0] * 3, truncated_reward_mean=[0.0] * 3,
+               zero_variance_groups=[4] * 3, groups=[4] * 3, all_fail_groups=[4] * 3)
+    found = {f.kind: f for row in cut for f in monitor.observe(row)}
+    assert found["truncation"].action == "pause"
+    assert "expert.monitor.actions.truncation: pause" in found["truncation"].message
+    assert found["no_signal"].action == "fail"  # `actions` wins over on_no_signal
+    with pytest.raises(ValueError, match="trunkation"):
+        MonitorSettings(actions={"trunkation": "pause"})
+
+
 def test_disabled_monitor_and_silent_replay():
     off = TrainingMonitor(MonitorSettings(enabled=False), FACTS)
     assert [f for row in _no_signal_rows(5) for f in off.observe(row)] == []

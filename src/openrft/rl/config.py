@@ -27,6 +27,10 @@ LossType = Literal["grpo", "dr_grpo", "dapo"]
 RewardScaling = Literal["group", "batch", "none"]
 ReasoningEffort = Literal["default", "low", "medium", "high"]
 MonitorAction = Literal["warn", "pause", "fail"]
+FindingKind = Literal[
+    "no_signal", "truncation", "length_drift", "entropy_collapse", "kl_blowup", "overfitting",
+    "reward_near_max", "grader_errors", "grader_dominance",
+]
 
 PREFLIGHT_ROWS = 32  # training rows a preflight samples (each group_size times)
 PREFLIGHT_AUTO_FACTOR = 10  # auto preflight when the run samples >= 10x preflight's prompts
@@ -70,6 +74,9 @@ class MonitorSettings(_Strict):
     on_no_signal: MonitorAction = "warn"
     """What a no-signal finding does: warn (event only), pause (checkpoint and pause the
     run, as `POST .../pause` does) or fail (stop the run as failed)."""
+    actions: dict[FindingKind, MonitorAction] = Field(default_factory=dict)
+    """The same choice for any finding, by kind (e.g. {truncation: pause}); a kind not
+    listed warns (no_signal: on_no_signal)."""
     truncation_share: float = Field(default=0.3, gt=0, le=1)
     """Share of samples that hit max_tokens (counted when the cut costs reward: see
     truncation_penalty)."""

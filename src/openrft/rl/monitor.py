@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from openrft.rl.config import MonitorSettings, ResolvedConfig
+from openrft.rl.config import FindingKind, MonitorSettings, ResolvedConfig
 
 Severity = Literal["warn", "error"]
 Action = Literal["warn", "pause", "fail"]
@@ -27,8 +27,7 @@ Metrics = dict[str, Any]
 class Finding:
     """One health problem, as a person should read it."""
 
-    kind: str  # no_signal, truncation, length_drift, entropy_collapse, kl_blowup,
-    # overfitting, grader_dominance, grader_errors, reward_near_max
+    kind: FindingKind  # no_signal, truncation, length_drift, entropy_collapse, ...
     severity: Severity
     message: str  # what happens, why it matters, what to change
     numbers: Mapping[str, float | None] = field(default_factory=dict)  # None: not measured
@@ -428,13 +427,17 @@ class TrainingMonitor:
             self.observe(row)
 
     def _with_action(self, finding: Finding, step: int) -> Finding:
-        action: Action = self.settings.on_no_signal if finding.kind == "no_signal" else "warn"
+        default = self.settings.on_no_signal if finding.kind == "no_signal" else "warn"
+        action: Action = self.settings.actions.get(finding.kind, default)
+        setting = ("expert.monitor.on_no_signal" if finding.kind == "no_signal"
+                   and finding.kind not in self.settings.actions
+                   else f"expert.monitor.actions.{finding.kind}")
         message, severity = finding.message, finding.severity
         if action == "pause":
-            message += (" The run paused itself (expert.monitor.on_no_signal: pause): change "
-                        "the cause, then resume it.")
+            message += (f" The run paused itself ({setting}: pause): change the cause, then "
+                        "resume it.")
         elif action == "fail":
-            message += " The run stopped as failed (expert.monitor.on_no_signal: fail)."
+            message += f" The run stopped as failed ({setting}: fail)."
             severity = "error"
         return Finding(finding.kind, severity, message, finding.numbers, finding.step, step,
                        action)
