@@ -36,3 +36,8 @@ class GraderFailure(OpenRFTError):
     Graders normally record such failures in `GradeResult.errors` and score 0; this is
     raised only where a caller asked for strict grading.
     """
+
+
+class TrainingHealthError(OpenRFTError):
+    """Training stopped because it cannot learn: a preflight that found no signal, or a
+    monitor finding whose configured action is `fail` (docs/training_health.md)."""

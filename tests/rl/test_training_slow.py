@@ -43,6 +43,7 @@ def test_tiny_model_learns_to_say_an(make_config):
     assert last >= first + 0.4, rewards  # and learns
     assert last >= 0.7, rewards
     assert result.full_valid_mean_reward >= 0.5  # held-out prompts, sampled at temperature 1
+    assert result.findings == []  # a healthy run: the training-health monitor stays silent
 
 
 def _train_process(spawn, config_path: Path, *flags: str) -> subprocess.Popen:

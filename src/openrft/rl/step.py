@@ -18,6 +18,7 @@ import torch
 from openrft.graders.base import GradeResult, RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
+from openrft.rl.health_metrics import step_health_metrics
 from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
@@ -333,6 +334,7 @@ def run_step(
         "step_seconds": finished - started,
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
         **episode_metrics(samples),
+        **step_health_metrics(cfg, samples, grades, rewards.tolist()),  # rl/health_metrics.py
     }
     records = _sample_records(step, samples, grades, advantages, prompts, cfg)
     return StepOutput(metrics, records, _tool_warnings(step, samples))

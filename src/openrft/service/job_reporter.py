@@ -4,7 +4,9 @@ Each hook is one short transaction, so a client polling the API sees a step's me
 event and a checkpoint row as soon as the trainer reports them, and nothing is lost if
 the worker dies right after. `should_stop` reads the job's requested stop (cancel /
 pause), pauses when the worker itself is shutting down, and stops a worker that lost
-its claim to another worker.
+its claim to another worker. A training-health finding whose action is "pause"
+(expert.monitor.on_no_signal: pause) records a pause request on the job, exactly as
+`POST .../pause` does, so the worker marks the job paused once the trainer has stopped.
 """
 
 from __future__ import annotations
@@ -144,6 +146,11 @@ class StoreReporter:
         if data is not None and data is self._last_metrics:
             return  # the trainer's per-step text: already stored as this step's metrics event
         self._event(message, _LEVELS.get(level, "info"), data=_json_safe(data) if data else None)
+        if ((data or {}).get("finding") or {}).get("action") == "pause":
+            with self.db.session() as session:
+                job = job_queries.get_job_by_id(session, self.job_id)
+                if job is not None and job.requested_stop is None:
+                    job.requested_stop = "pause"
 
     def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
         with self.db.session() as session:
