@@ -369,11 +369,11 @@ class ResolvedConfig:
     scale_rewards: RewardScaling
     keep_checkpoints: int
     keep_samples: int
-    tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
-    max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
     monitor: dict[str, Any]  # MonitorSettings as a mapping
     preflight: bool
     preflight_override: bool
+    tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
+    max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
