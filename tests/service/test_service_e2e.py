@@ -33,7 +33,8 @@ def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_di
                                                                    tmp_path) -> None:
     data_dir = tmp_path / "data"
     key = make_key(data_dir, "alpha")
-    server, base_url = start_serve(data_dir, tmp_path / "serve.log", workers=2)
+    server, base_url = start_serve(data_dir, tmp_path / "serve.log", 2,
+                                   "--model-root", str(tiny_model_dir.parent))
     try:
         client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
                                timeout=120)
