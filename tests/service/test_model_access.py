@@ -15,6 +15,8 @@ import openai
 import pytest
 from service_flow import GRADER, TRAIN, create_job, wait_for
 
+from fake_catalog import copying_pip, install_fake_entry
+from openrft.models import catalog
 from openrft.service.errors import APIError
 from openrft.service.model_access import resolve_model, root_model_path
 from openrft.service.settings import ServiceSettings
@@ -169,3 +171,25 @@ def test_an_aliased_openai_name_trains_the_aliased_model(make_server, tiny_model
     reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=3,
                                            messages=[{"role": "user", "content": "1+1="}])
     assert reply.model == done.fine_tuned_model
+
+
+@pytest.mark.slow
+def test_a_catalog_model_not_pulled_yet_is_pulled_by_the_worker(make_server, tmp_path,
+                                                                monkeypatch,
+                                                                tiny_model_dir) -> None:
+    fake = install_fake_entry(tmp_path, monkeypatch, tiny_model_dir)
+    copying_pip(fake, monkeypatch)
+    live = make_server()
+    client = live.client(live.key("alpha"))
+    job = create_job(client, "fake-model", _upload(client), None)  # accepted before a pull
+    assert catalog.pulled_path("fake-model") is None and fake["downloads"] == 0
+    assert Worker(live.settings).run_once() is True
+    done = wait_for(client, job.id)
+    assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:fake-model:")
+    assert fake["downloads"] == 1 and catalog.pulled_path("fake-model") is not None
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    messages = [e.message for e in reversed(events)]  # the API lists newest first
+    pulling = "Pulling base model fake-model from the model catalog (first use; later jobs " \
+              "reuse it)"
+    assert pulling in messages and "Pulled base model fake-model" in messages
+    assert messages.index(pulling) < messages.index("Pulled base model fake-model")
