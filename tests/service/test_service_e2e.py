@@ -108,8 +108,9 @@ def check_chat(client: openai.OpenAI, job_id: str, model: str) -> None:
         model=first_ckpt.fine_tuned_model_checkpoint, messages=ask, max_tokens=4)
     assert isinstance(served.choices[0].message.content, str)
     assert client.models.delete(model).deleted is True
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as caught:  # model_not_found, at once
         client.chat.completions.create(model=model, messages=ask, max_tokens=2)
+    assert caught.value.body["code"] == "model_not_found"
 
 
 def dashboard_screenshot(base_url: str, key: str, job_id: str, tmp_path: Path) -> None:
