@@ -193,3 +193,55 @@ def test_a_catalog_model_not_pulled_yet_is_pulled_by_the_worker(make_server, tmp
               "reuse it)"
     assert pulling in messages and "Pulled base model fake-model" in messages
     assert messages.index(pulling) < messages.index("Pulled base model fake-model")
+
+
+def test_a_failed_pull_at_chat_is_a_503_without_paths(make_server, tmp_path, monkeypatch,
+                                                      tiny_model_dir) -> None:
+    fake = install_fake_entry(tmp_path, monkeypatch, tiny_model_dir)
+    shutil.rmtree(fake["links"])  # pip finds nothing: as offline
+    fake["links"].mkdir()
+    live = make_server()
+    client = live.client(live.key("alpha"))
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="fake-model", max_tokens=2,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 503
+    assert caught.value.body["code"] == "model_unavailable"
+    assert caught.value.body["type"] == "server_error"
+    assert "fake-model" in caught.value.body["message"]
+    assert str(tmp_path) not in caught.value.body["message"]
+
+
+def test_serve_options_build_roots_and_aliases(tmp_path) -> None:
+    from openrft.cli.serve import _model_access
+    from openrft.errors import InvalidInput
+
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("o4-mini-2025-04-16: smollm2-135m-instruct\ngpt-4o: plain\n")
+    fields = _model_access([tmp_path], ["gpt-4o=smollm2-135m-instruct"], aliases)
+    assert fields == {"model_roots": (tmp_path,), "model_aliases": {
+        "o4-mini-2025-04-16": "smollm2-135m-instruct", "gpt-4o": "smollm2-135m-instruct"}}
+    (tmp_path / "aliases.json").write_text('{"a": "smollm2-135m-instruct"}')
+    assert _model_access(None, None, tmp_path / "aliases.json")["model_aliases"] == {
+        "a": "smollm2-135m-instruct"}
+    for bad in ("no-equals", "=x", "x="):
+        with pytest.raises(InvalidInput, match="--model-alias"):
+            _model_access(None, [bad], None)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(InvalidInput, match="expected a mapping"):
+        _model_access(None, None, tmp_path / "list.yaml")
+
+
+def test_serve_refuses_an_unknown_alias_target_in_one_line(monkeypatch, capsys,
+                                                           tmp_path) -> None:
+    import sys
+
+    from openrft.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["openrft", "serve", "--data-dir", str(tmp_path / "d"),
+                                      "--model-alias", "gpt-4o=nope", "--workers", "0"])
+    with pytest.raises(SystemExit) as caught:
+        main()
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "gpt-4o" in err and "no such catalog" in err

@@ -36,7 +36,8 @@ async def chat_completions(
     except OpenRFTError:  # e.g. a catalog pull failed offline: details in the log only
         log.exception("loading model %r for chat failed", body.model)
         raise APIError(503, f"The model '{body.model}' could not be loaded; the server log "
-                            "says why", param="model", code="model_unavailable") from None
+                            "says why", param="model", code="model_unavailable",
+                       type="server_error") from None
     params = generation_params(body, settings.chat_max_tokens)
     if body.stream:
         if body.n != 1:
