@@ -31,6 +31,7 @@ def _root(
         Path | None,
         typer.Option("--models-dir", help="Where catalog models are pulled and found "
                                           "(default: $OPENRFT_MODELS_DIR, else "
+                                          "$OPENRFT_HOME/models, else "
                                           "~/.cache/openrft/models)."),
     ] = None,
 ) -> None:

@@ -18,7 +18,8 @@ app.add_typer(models_app, name="models")
 ModelsDir = Annotated[
     Path | None,
     typer.Option("--models-dir", help="Models directory (default: $OPENRFT_MODELS_DIR, "
-                                      "else ~/.cache/openrft/models)."),
+                                      "else $OPENRFT_HOME/models, else "
+                                      "~/.cache/openrft/models)."),
 ]
 
 

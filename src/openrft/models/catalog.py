@@ -125,9 +125,11 @@ CATALOG: dict[str, CatalogEntry] = {
 
 
 def models_dir(override: str | Path | None = None) -> Path:
-    """Where pulled models live: `override`, else $OPENRFT_MODELS_DIR, else
-    ~/.cache/openrft/models (absolute, not created)."""
-    chosen = override or os.environ.get(MODELS_DIR_ENV) or Path.home() / ".cache/openrft/models"
+    """Where pulled models live: `override`, else $OPENRFT_MODELS_DIR, else `models/` in
+    OpenRFT's cache ($OPENRFT_HOME, else ~/.cache/openrft, as for the tiny models);
+    absolute, not created."""
+    home = os.environ.get("OPENRFT_HOME") or Path.home() / ".cache" / "openrft"
+    chosen = override or os.environ.get(MODELS_DIR_ENV) or Path(home) / "models"
     return Path(chosen).expanduser().resolve()
 
 
