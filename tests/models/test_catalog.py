@@ -137,7 +137,8 @@ def test_unknown_name_lists_the_known_ones(fake) -> None:
     assert "fake-model" in str(caught.value) and "smollm2-135m-instruct" in str(caught.value)
 
 
-def test_models_dir_argument_then_environment_then_openrft_home_then_home(tmp_path, monkeypatch) -> None:
+def test_models_dir_argument_then_env_then_openrft_home_then_home(tmp_path,
+                                                                  monkeypatch) -> None:
     monkeypatch.setenv(catalog.MODELS_DIR_ENV, str(tmp_path / "env"))
     assert catalog.models_dir(tmp_path / "arg") == tmp_path / "arg"
     assert catalog.models_dir() == tmp_path / "env"
