@@ -142,4 +142,5 @@ def test_a_model_gone_before_training_fails_the_job_not_the_worker(make_server,
     failed = client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed"
     assert failed.error.code == "model_not_found"
+    assert "'gone'" in failed.error.message and str(root) not in failed.error.message
     assert worker.run_once() is False  # the worker carries on, the queue is empty

@@ -154,6 +154,11 @@ class Worker:
         error: dict[str, str | None]
         if isinstance(exc, InvalidInput):
             error = {"code": "invalid_input", "message": str(exc), "param": exc.location}
+        elif isinstance(exc, NotFound) and exc.kind == "model":  # name it as the client did
+            log.warning("job %s: %s", job.id, exc)
+            error = {"code": "model_not_found", "param": "model",
+                     "message": f"The model '{job.model}' could not be loaded on this server "
+                                "(removed since the job was created?)"}
         elif isinstance(exc, NotFound):
             error = {"code": f"{exc.kind}_not_found".replace(" ", "_"), "message": str(exc),
                      "param": None}
