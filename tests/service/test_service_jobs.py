@@ -113,9 +113,10 @@ def test_other_bad_requests(client, train_id, tiny_model_dir) -> None:
     with pytest.raises(openai.BadRequestError):  # dpo is not implemented
         client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=train_id,
                                        method={"type": "dpo", "dpo": {}})
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model="ft:nope:alpha::123", training_file=train_id,
                                        method=rft())
+    assert caught.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as caught:  # RFT rows are not SFT rows
         client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=train_id,
                                        method={"type": "supervised", "supervised": {}})

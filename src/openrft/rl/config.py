@@ -206,7 +206,8 @@ class RFTConfig(_Strict):
     """A reinforcement fine-tuning job: OpenAI's job-creation body plus `expert:` knobs."""
 
     model: str
-    """Base model: a local directory (HF format) or a hub id already in the local cache."""
+    """Base model: a catalog name (pulled on first use, see `openrft models list`), a local
+    directory (HF format) or a hub id already in the local cache."""
     training_file: str
     """JSONL of prompts (messages ending with a user turn) plus reference fields."""
     validation_file: str | None = None

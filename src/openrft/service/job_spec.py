@@ -3,8 +3,9 @@
 All checks happen before a row exists: the files belong to the caller, the grader is
 valid, every training/validation row has the `{{ item.x }}` fields the grader uses,
 the hyperparameters and expert knobs build a valid `RFTConfig`, and the base model is
-a local directory, a hub id or one of the project's `ft:` models. A bad request is a
-400 naming the field or `file-id:line`; nothing is stored.
+one this server may serve (`model_access`: catalog, model roots, the project's `ft:`
+models, after aliases). A bad request is a 400 naming the field or `file-id:line`;
+nothing is stored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from openrft.data.jsonl import parse_jsonl_numbered, read_text_file, require_obj
 from openrft.errors import InvalidInput
 from openrft.service.auth import Principal
 from openrft.service.errors import APIError
+from openrft.service.model_access import resolve_model
 from openrft.service.schemas import CreateJobRequest
 from openrft.service.settings import ServiceSettings
 from openrft.service.store import queries
@@ -30,20 +32,11 @@ from openrft.service.store.models import Job, StoredFile
 METHOD_KEYS = {"reinforcement", "supervised"}
 
 
-def resolve_model_path(session: Session, project_id: str, name: str) -> str:
-    """What `load_model` should receive for a job's or a chat request's `model`."""
-    if name.startswith("ft:"):
-        model = queries.get_fine_tuned_model(session, project_id, name)
-        if model is not None:
-            return model.path
-        checkpoint = queries.get_checkpoint_model(session, project_id, name)
-        if checkpoint is not None:
-            return checkpoint.path
-        raise APIError(404, f"The model '{name}' does not exist", param="model",
-                       code="model_not_found")
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    return name  # a hub id: load_model finds it in the local cache or fails the job
+def resolve_model_path(session: Session, settings: ServiceSettings, project_id: str,
+                       name: str) -> str:
+    """What `load_model` should receive for a job's or a chat request's `model` (a 400
+    `model_not_found` for anything the server may not serve; see `model_access`)."""
+    return resolve_model(session, settings, project_id, name).load_as
 
 
 def normalized_method(body: CreateJobRequest) -> dict[str, Any]:
@@ -149,7 +142,7 @@ def prepare_job(session: Session, settings: ServiceSettings, principal: Principa
     files = [training]
     if body.validation_file:
         files.append(_owned_file(session, principal, body.validation_file, "validation_file"))
-    model_path = resolve_model_path(session, principal.project_id, body.model)
+    model_path = resolve_model_path(session, settings, principal.project_id, body.model)
     if method["type"] == "reinforcement":
         _check_grader(method)
     _check_rows(method, files)

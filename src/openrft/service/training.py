@@ -15,6 +15,7 @@ from openrft.rl.reporter import MultiReporter, Reporter
 from openrft.service.integrations import integration_reporters
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.job_spec import build_rft_config, job_data_dir
+from openrft.service.model_access import trained_model_name
 from openrft.service.settings import ServiceSettings
 from openrft.service.store.models import Job
 
@@ -26,6 +27,7 @@ class TrainingOutcome:
 
 
 def run_training(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> TrainingOutcome:
+    prepare_base_model(job, reporter)
     # the store first: its stop request wins; integrations (wandb) only mirror the metrics
     reporters = MultiReporter([reporter, *integration_reporters(job, reporter)])
     if job.method["type"] == "reinforcement":
@@ -40,6 +42,22 @@ def run_training(job: Job, settings: ServiceSettings, reporter: StoreReporter) -
         final = str(_train_supervised(job, settings, reporters))
         stopped = reporter.stop_seen is not None
     return TrainingOutcome(final_model_dir=None if stopped else final, stopped=stopped)
+
+
+def prepare_base_model(job: Job, reporter: StoreReporter) -> None:
+    """Record which model trains (an alias names another) and pull a catalog model that
+    is not in the models directory yet, with an event before and after (once, cached)."""
+    from openrft.models import catalog
+
+    base = trained_model_name(job)
+    requested = f" (requested as {job.model})" if base != job.model else ""
+    reporter.on_event("info", f"Base model: {base}{requested}",
+                      {"base_model": base, "requested_model": job.model})
+    if job.model_path in catalog.CATALOG and catalog.pulled_path(job.model_path) is None:
+        reporter.on_event("info", f"Pulling base model {base} from the model catalog "
+                                  "(first use; later jobs reuse it)")
+        catalog.ensure_model(job.model_path)
+        reporter.on_event("info", f"Pulled base model {base}")
 
 
 def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter) -> Any:
