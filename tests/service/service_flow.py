@@ -95,12 +95,14 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
     return result.stdout
 
 
-def spawn_worker(data_dir: Path, log_path: Path, stale_after_s: float = 15.0) -> subprocess.Popen:
-    """`openrft worker` as a separate process on the server's data dir."""
+def spawn_worker(data_dir: Path, log_path: Path, stale_after_s: float = 15.0,
+                 database_url: str | None = None) -> subprocess.Popen:
+    """`openrft worker` as a separate process on the server's data dir (and database)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    store = ["--database-url", database_url] if database_url else []
     return subprocess.Popen(
         [sys.executable, "-c", "from openrft.cli import main; main()", "worker",
-         "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)],
+         "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s), *store],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
     )
 
