@@ -21,7 +21,7 @@ import yaml
 
 from openrft.data.dataset import Dataset, load_dataset
 from openrft.errors import InvalidInput
-from openrft.graders.base import make_reward_fn
+from openrft.rl.backend import open_backend
 from openrft.rl.checkpoint import (
     latest_checkpoint,
     prune_checkpoints,
@@ -29,7 +29,7 @@ from openrft.rl.checkpoint import (
     save_model_dir,
 )
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
-from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.reporter import MultiReporter, Reporter
 from openrft.rl.run_dir import CONFIG, METRICS, RunDirReporter, read_jsonl_rows
 from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
@@ -77,12 +77,12 @@ def train(
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
 
     policy, tokenizer, start_step = build_policy(cfg, checkpoint)
-    reward_fn, grader = make_reward_fn(cfg.grader)
+    backend = open_backend(cfg, policy.model, tokenizer)  # local, or Ray (docs/scaling.md)
     ctx = StepContext(
         cfg=cfg,
         policy=policy,
-        engine=make_rollout_engine(cfg, policy.model, tokenizer),
-        reward_fn=reward_fn,
+        engine=backend.engine,
+        reward_fn=backend.reward_fn,
         params=make_generation_params(cfg),
     )
     reporters.on_start(cfg.total_steps, cfg.to_dict())
@@ -95,7 +95,7 @@ def train(
         loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
         return loop.run(start_step)
     finally:
-        grader.close()
+        backend.close()
 
 
 class _TrainingLoop:
