@@ -34,6 +34,12 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)."),
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address",
+                 help="Run each job as a Ray job on this cluster (its dashboard address, "
+                      "e.g. http://head:8265); see docs/scaling.md."),
+]
 
 
 def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> ServiceSettings:
@@ -42,9 +48,11 @@ def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Service
     return ServiceSettings(data_dir=data_dir, database_url=database_url, **extra)
 
 
-def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float) -> list[str]:
+def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float,
+                    ray_address: str | None = None) -> list[str]:
     command = [sys.executable, "-c", "from openrft.cli import main; main()", "worker",
                "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)]
+    command += ["--ray-address", ray_address] if ray_address else []
     return command + (["--database-url", database_url] if database_url else [])
 
 
@@ -57,6 +65,7 @@ def serve(
     database_url: DatabaseUrl = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Upload limit, MB.")] = 512,
     stale_after_s: StaleAfter = 15.0,
+    ray_address: RayAddress = None,
 ) -> None:
     """Run the OpenAI-compatible API (and N training workers) on one machine."""
     import uvicorn
@@ -67,7 +76,7 @@ def serve(
     settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024,
                          stale_after_s=stale_after_s)
     application = create_app(settings)  # creates the data dir and tables before workers start
-    command = _worker_command(settings.data_dir, database_url, stale_after_s)
+    command = _worker_command(settings.data_dir, database_url, stale_after_s, ray_address)
     children = [subprocess.Popen(command) for _ in range(workers)]
     try:
         uvicorn.run(application, host=host, port=port, log_level="info")
@@ -86,13 +95,17 @@ def worker(
     data_dir: DataDir = Path("openrft-data"),
     database_url: DatabaseUrl = None,
     stale_after_s: StaleAfter = 15.0,
+    ray_address: RayAddress = None,
 ) -> None:
     """Start one training worker on the store in DATA_DIR."""
+    from openrft.service.ray_jobs import RayJobRunner
+    from openrft.service.training import run_training
     from openrft.service.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     job_worker = Worker(_settings(data_dir, database_url, stale_after_s=stale_after_s,
-                                  heartbeat_interval_s=min(2.0, stale_after_s / 3)))
+                                  heartbeat_interval_s=min(2.0, stale_after_s / 3)),
+                        train_fn=RayJobRunner(ray_address) if ray_address else run_training)
     signal.signal(signal.SIGTERM, lambda *_: job_worker.stop_requested.set())
     job_worker.run_forever()
 
