@@ -79,8 +79,6 @@ class RayJobRunner:
                "OPENRFT_DATABASE_URL": settings.db_url,
                "OPENRFT_WORKER_ID": reporter.worker_id,
                "OPENRFT_MODEL_NAME": reporter.model_name}
-        if os.environ.get("PYTHONPATH"):
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         entrypoint = f"{shlex.quote(sys.executable)} -m openrft.service.ray_jobs {job.id}"
         client.submit_job(entrypoint=entrypoint, submission_id=sid,
                           runtime_env={"env_vars": env})
