@@ -77,3 +77,41 @@ def test_unreachable_cluster_pauses_the_job_with_an_error_and_resume_requeues_it
     assert len(errors) == 1 and errors[0].startswith(f"Lost the Ray cluster at {address}")
     assert "resume it once the cluster is back" in errors[0]
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+
+
+@pytest.mark.slow
+def test_pausing_a_ray_job_checkpoints_it_and_resume_continues_it(make_server, ray_cluster,
+                                                                   tiny_model_dir):
+    import threading
+    import time
+
+    from service_flow import wait_for
+
+    live = make_server()
+    client = live.client(live.key("alpha"))
+    train_id = upload(client, TRAIN, "train.jsonl")
+    job = create_job(client, str(tiny_model_dir), train_id, None, n_epochs=3, save_every=1,
+                     max_tokens=16)  # 6 steps
+    runner = RayJobRunner(ray_cluster.dashboard_url)
+    first = threading.Thread(target=Worker(live.settings, train_fn=runner).run_once)
+    first.start()
+    deadline = time.monotonic() + 180
+    while not metric_rows(client, job.id):
+        assert time.monotonic() < deadline and first.is_alive(), "no step reported"
+        time.sleep(0.1)
+    client.fine_tuning.jobs.pause(job.id)
+    first.join(timeout=180)
+    paused = client.fine_tuning.jobs.retrieve(job.id)
+    assert paused.status == "paused"
+    saved = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
+    assert saved and max(saved) < 6, "the job finished before the pause"
+
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    assert Worker(live.settings, train_fn=runner).run_once() is True
+    done = wait_for(client, job.id)
+    assert done.status == "succeeded"
+    assert [r["step"] for r in metric_rows(client, job.id)] == [1, 2, 3, 4, 5, 6]
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=500)]
+    assert any(m.startswith("Resumed from ") and m.endswith(f" {max(saved)}")
+               for m in messages)
+    assert any(submission_id(job.id, 2) in m for m in messages)  # a second Ray job
