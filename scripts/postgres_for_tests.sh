@@ -67,6 +67,8 @@ case "${1:-}" in
     (($#)) || { echo "usage: $0 run -- CMD..." >&2; exit 2; }
     STATE=$(mktemp -u "${TMPDIR:-/tmp}/openrft-test-postgres.XXXXXX.state")  # ours alone
     trap stop EXIT
+    trap 'exit 143' TERM  # run the EXIT trap on SIGTERM / Ctrl-C too
+    trap 'exit 130' INT
     line=$(start)
     eval "$line"
     export OPENRFT_TEST_DATABASE_URL
