@@ -81,11 +81,11 @@ def test_unreachable_cluster_pauses_the_job_with_an_error_and_resume_requeues_it
 
 @pytest.mark.slow
 def test_pausing_a_ray_job_checkpoints_it_and_resume_continues_it(make_server, ray_cluster,
-                                                                   tiny_model_dir):
+                                                                   tiny_model_dir, tmp_path):
     import threading
     import time
 
-    from service_flow import wait_for
+    from service_flow import spawn_worker, stop, wait_for
 
     live = make_server()
     client = live.client(live.key("alpha"))
@@ -107,9 +107,15 @@ def test_pausing_a_ray_job_checkpoints_it_and_resume_continues_it(make_server, r
     assert saved and max(saved) < 6, "the job finished before the pause"
 
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
-    assert Worker(live.settings, train_fn=runner).run_once() is True
-    done = wait_for(client, job.id)
-    assert done.status == "succeeded"
+    # the resume goes through the CLI: `openrft worker --ray-address URL`
+    log = tmp_path / "worker.log"
+    process = spawn_worker(live.settings.data_dir, log, 15.0, live.settings.database_url,
+                           "--ray-address", ray_cluster.dashboard_url)
+    try:
+        done = wait_for(client, job.id)
+    finally:
+        stop(process)
+    assert done.status == "succeeded", log.read_text()[-3000:]
     assert [r["step"] for r in metric_rows(client, job.id)] == [1, 2, 3, 4, 5, 6]
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=500)]
     assert any(m.startswith("Resumed from ") and m.endswith(f" {max(saved)}")
