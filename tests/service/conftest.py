@@ -72,6 +72,22 @@ def database_url_for_tests() -> str | None:
 
 
 @pytest.fixture
+def make_settings(tmp_path: Path):
+    """Factory: `make_settings(**settings)` on `tmp_path`, on the test database when
+    OPENRFT_TEST_DATABASE_URL is set (emptied once per test), else SQLite."""
+    database_url = database_url_for_tests()
+
+    def factory(**overrides: object) -> ServiceSettings:
+        if database_url:
+            overrides.setdefault("database_url", database_url)
+        settings = ServiceSettings(data_dir=tmp_path, **overrides)
+        settings.prepare()
+        return settings
+
+    return factory
+
+
+@pytest.fixture
 def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator:
     """Factory: `make_server(**settings)` starts a server on `tmp_path/data` (stopped after).
 

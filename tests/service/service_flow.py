@@ -105,12 +105,15 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
     return stdout
 
 
-def spawn_worker(spawn: Spawn, data_dir: Path, log_path: Path,
-                 stale_after_s: float = 15.0) -> subprocess.Popen:
-    """`openrft worker` as a separate process on the server's data dir (own process group)."""
+def spawn_worker(spawn: Spawn, data_dir: Path, log_path: Path, stale_after_s: float = 15.0,
+                 database_url: str | None = None, *options: str) -> subprocess.Popen:
+    """`openrft worker [options]` as a separate process on the server's data dir (and
+    database), in its own process group."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    store = ["--database-url", database_url] if database_url else []
     return spawn(
-        [*CLI, "worker", "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)],
+        [*CLI, "worker", "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s),
+         *store, *options],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
     )
 

@@ -52,7 +52,8 @@ def test_killed_worker_job_resumes_from_last_checkpoint(make_server, tiny_model_
     valid_id = upload(client, VALID, "valid.jsonl")
     # 4 rows / batch 2 * 3 epochs = 6 steps, a checkpoint after every step
     job = create_job(client, str(tiny_model_dir), train_id, valid_id, n_epochs=3, save_every=1)
-    first = spawn_worker(spawn, live.settings.data_dir, tmp_path / "first.log", stale_after_s=3)
+    first = spawn_worker(spawn, live.settings.data_dir, tmp_path / "first.log", stale_after_s=3,
+                         database_url=live.settings.database_url)
     deadline = time.monotonic() + 180
     while not list(client.fine_tuning.jobs.checkpoints.list(job.id)):
         assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
@@ -68,7 +69,8 @@ def test_killed_worker_job_resumes_from_last_checkpoint(make_server, tiny_model_
     live.stop()
     live = make_server()
     client = live.client(key)
-    spawn_worker(spawn, live.settings.data_dir, tmp_path / "second.log", stale_after_s=3)
+    spawn_worker(spawn, live.settings.data_dir, tmp_path / "second.log", stale_after_s=3,
+                 database_url=live.settings.database_url)
     done = wait_for(client, job.id)
     assert done.status == "succeeded", (tmp_path / "second.log").read_text()[-3000:]
 

@@ -12,7 +12,6 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from openrft.service.settings import ServiceSettings
 from openrft.service.store import jobs as job_queries
 from openrft.service.store import queries
 from openrft.service.store.db import Database
@@ -36,9 +35,8 @@ def queue_jobs(db: Database, count: int) -> list[str]:
     return ids
 
 
-def test_concurrent_workers_never_run_a_job_twice(tmp_path) -> None:
-    settings = ServiceSettings(data_dir=tmp_path, poll_interval_s=0.01)
-    settings.prepare()
+def test_concurrent_workers_never_run_a_job_twice(tmp_path, make_settings) -> None:
+    settings = make_settings(poll_interval_s=0.01)
     job_ids = queue_jobs(Database(settings.db_url), 40)
     runs: list[tuple[str, str]] = []
     lock = threading.Lock()
@@ -75,9 +73,8 @@ def test_concurrent_workers_never_run_a_job_twice(tmp_path) -> None:
     assert all(j.fine_tuned_model.startswith("ft:m:alpha::") for j in jobs)
 
 
-def test_stale_running_job_is_taken_over_and_live_one_is_not(tmp_path) -> None:
-    settings = ServiceSettings(data_dir=tmp_path, stale_after_s=5)
-    settings.prepare()
+def test_stale_running_job_is_taken_over_and_live_one_is_not(make_settings) -> None:
+    settings = make_settings(stale_after_s=5)
     db = Database(settings.db_url)
     db.create_tables()
     stale_id, live_id = queue_jobs(db, 2)
@@ -95,11 +92,10 @@ def test_stale_running_job_is_taken_over_and_live_one_is_not(tmp_path) -> None:
         assert job_queries.heartbeat(session, stale_id, "rescuer") is True
 
 
-def test_failed_training_fails_the_job_with_its_error(tmp_path) -> None:
+def test_failed_training_fails_the_job_with_its_error(make_settings) -> None:
     from openrft.errors import InvalidInput
 
-    settings = ServiceSettings(data_dir=tmp_path)
-    settings.prepare()
+    settings = make_settings()
     db = Database(settings.db_url)
     db.create_tables()
     (job_id,) = queue_jobs(db, 1)

@@ -48,6 +48,12 @@ AliasesFile = Annotated[
     Path | None,
     typer.Option("--model-aliases-file", help="A JSON or YAML mapping NAME: MODEL of aliases."),
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address",
+                 help="Run each job as a Ray job on this cluster (its dashboard address, "
+                      "e.g. http://head:8265); see docs/scaling.md."),
+]
 
 
 def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> ServiceSettings:
@@ -99,9 +105,11 @@ def _read_aliases_file(path: Path) -> dict[str, str]:
     return data
 
 
-def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float) -> list[str]:
+def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float,
+                    ray_address: str | None = None) -> list[str]:
     command = [sys.executable, "-c", "from openrft.cli import main; main()", "worker",
                "--data-dir", str(data_dir), "--stale-after-s", str(stale_after_s)]
+    command += ["--ray-address", ray_address] if ray_address else []
     return command + (["--database-url", database_url] if database_url else [])
 
 
@@ -117,6 +125,7 @@ def serve(
     model_root: ModelRoots = None,
     model_alias: ModelAliases = None,
     model_aliases_file: AliasesFile = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Run the OpenAI-compatible API (and N training workers) on one machine.
 
@@ -132,7 +141,7 @@ def serve(
                          stale_after_s=stale_after_s,
                          **_model_access(model_root, model_alias, model_aliases_file))
     application = create_app(settings)  # creates the data dir and tables before workers start
-    command = _worker_command(settings.data_dir, database_url, stale_after_s)
+    command = _worker_command(settings.data_dir, database_url, stale_after_s, ray_address)
     children = start_workers(command, workers)
     try:
         run_until_stopped(uvicorn.Server(uvicorn.Config(application, host=host, port=port,
@@ -146,6 +155,7 @@ def worker(
     data_dir: DataDir = Path("openrft-data"),
     database_url: DatabaseUrl = None,
     stale_after_s: StaleAfter = 15.0,
+    ray_address: RayAddress = None,
     parent_pid: Annotated[int | None, typer.Option(
         "--parent-pid", hidden=True, help="Stop when this parent process dies (set by serve).",
     )] = None,
@@ -156,11 +166,14 @@ def worker(
     re-queued.
     """
     from openrft.service.processes import STOP_SIGNALS, stop_when_parent_dies
+    from openrft.service.ray_jobs import RayJobRunner
+    from openrft.service.training import run_training
     from openrft.service.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     job_worker = Worker(_settings(data_dir, database_url, stale_after_s=stale_after_s,
-                                  heartbeat_interval_s=min(2.0, stale_after_s / 3)))
+                                  heartbeat_interval_s=min(2.0, stale_after_s / 3)),
+                        train_fn=RayJobRunner(ray_address) if ray_address else run_training)
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, lambda *_: job_worker.stop_requested.set())
     if parent_pid is not None:

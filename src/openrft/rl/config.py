@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -114,6 +114,30 @@ class MonitorSettings(_Strict):
     """Share of the within-group reward variation one `multi` sub-grader explains."""
 
 
+class RaySettings(_Strict):
+    """Where and how a `backend: ray` run spreads its rollouts and grading (docs/scaling.md)."""
+
+    address: str | None = None
+    """Ray cluster to join ("HOST:6379" or "auto"). None: the RAY_ADDRESS environment
+    variable, else a Ray instance started for this run on this machine."""
+    rollout_workers: int = Field(default=1, ge=1)
+    """Rollout actors, each holding a copy of the policy; a batch's prompts are split
+    between them. 1 samples exactly what the local backend samples."""
+    cpus_per_rollout_worker: float = Field(default=1.0, gt=0)
+    """CPUs each rollout actor reserves (also its torch thread count)."""
+    gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
+    """GPUs each rollout actor reserves (> 0: the actor moves its copy to CUDA)."""
+    grading_tasks: int = Field(default=2, ge=1)
+    """Ray tasks one batch's grading is split into (sandboxes and model-grader calls
+    spread over the cluster's nodes)."""
+    cpus_per_grading_task: float = Field(default=0.5, gt=0)
+    """CPUs each grading task reserves."""
+    max_rollout_retries: int = Field(default=2, ge=0)
+    """Times a rollout shard whose actor died is retried on a replacement actor."""
+    placement_timeout_s: float = Field(default=300.0, gt=0)
+    """How long to wait for the cluster to have room for every rollout worker."""
+
+
 class ExpertSettings(_Strict):
     """Knobs OpenAI does not expose. Defaults follow current TRL GRPO practice."""
 
@@ -200,6 +224,11 @@ class ExpertSettings(_Strict):
     preflight_override: bool = False
     """Train even when the preflight finds no signal (too hard / too easy); the default
     fails fast with the preflight's advice."""
+    backend: Literal["local", "ray"] = "local"
+    """Where rollouts and grading run: in this process, or on a Ray cluster (`ray`
+    settings below; `pip install 'openrft[ray]'`). The update always runs here."""
+    ray: RaySettings = Field(default_factory=RaySettings)
+    """Ray cluster settings, used when backend is ray."""
 
 
 class RFTConfig(_Strict):
@@ -373,6 +402,8 @@ class ResolvedConfig:
     monitor: dict[str, Any]  # MonitorSettings as a mapping
     preflight: bool
     preflight_override: bool
+    backend: Literal["local", "ray"] = "local"
+    ray: dict[str, Any] = field(default_factory=dict)  # RaySettings fields
     tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
     max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
 
@@ -465,6 +496,8 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         monitor=ex.monitor.model_dump(),
         preflight=_auto_preflight(ex.preflight, total_steps * batch_size, n_train_rows),
         preflight_override=ex.preflight_override,
+        backend=ex.backend,
+        ray=ex.ray.model_dump(),
     )
 
 

@@ -22,6 +22,7 @@ import yaml
 from openrft.data.dataset import Dataset, load_dataset
 from openrft.errors import InvalidInput, TrainingHealthError
 from openrft.graders.base import make_reward_fn
+from openrft.rl.backend import open_backend
 from openrft.rl.checkpoint import (
     latest_checkpoint,
     prune_checkpoints,
@@ -30,7 +31,7 @@ from openrft.rl.checkpoint import (
 )
 from openrft.rl.config import MonitorSettings, ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.monitor import Action, TrainingMonitor, run_facts
-from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
 from openrft.rl.reporter import MultiReporter, Reporter
@@ -82,42 +83,44 @@ def train(
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
 
     policy, tokenizer, start_step = build_policy(cfg, checkpoint)
-    reward_fn, grader = make_reward_fn(cfg.grader)
+    backend = open_backend(cfg, policy.model, tokenizer)  # local, or Ray (docs/scaling.md)
     ctx = StepContext(
         cfg=cfg,
         policy=policy,
-        engine=make_rollout_engine(cfg, policy.model, tokenizer),
-        reward_fn=reward_fn,
+        engine=backend.engine,
+        reward_fn=backend.reward_fn,
         params=make_generation_params(cfg),
     )
     ctx.episodes = make_episode_runner(ctx.engine, tokenizer, cfg.tools, cfg.max_episode_steps,
                                        _rows_have_tools(data))
-    if cfg.preflight and start_step == 0:
-        _preflight(ctx, data.train, grader, reporters)
-    reporters.on_start(cfg.total_steps, cfg.to_dict())
-    if start_step:
-        reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}",
-                           {"resumed_step": start_step, "checkpoint": str(checkpoint)})
-    if changed:
-        reporters.on_event("warn", f"Config changed since the run started: {', '.join(changed)}")
     try:
+        if cfg.preflight and start_step == 0:
+            _preflight(ctx, data.train, reporters)
+        reporters.on_start(cfg.total_steps, cfg.to_dict())
+        if start_step:
+            reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}",
+                               {"resumed_step": start_step, "checkpoint": str(checkpoint)})
+        if changed:
+            reporters.on_event("warn",
+                               f"Config changed since the run started: {', '.join(changed)}")
         loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
         return loop.run(start_step)
     finally:
-        grader.close()
+        backend.close()
         if ctx.episodes is not None:
             ctx.episodes.close()
 
 
-def _preflight(ctx: StepContext, rows: Dataset, grader: Any, reporters: MultiReporter) -> None:
-    """expert.preflight: sample the base policy before step 1 (rl/preflight_gate.py)."""
+def _preflight(ctx: StepContext, rows: Dataset, reporters: MultiReporter) -> None:
+    """expert.preflight: sample the base policy before step 1 (rl/preflight_gate.py), graded
+    here whatever the backend (the preflight is small)."""
     policy = ctx.policy
     precision = autocast_forwards(policy.autocast_dtype, next(policy.model.parameters()).device)
+    _, grader = make_reward_fn(ctx.cfg.grader)
     try:
         run_preflight_gate(ctx.cfg, ctx.engine, rows, grader, reporters, precision)
-    except BaseException:
+    finally:
         grader.close()
-        raise
 
 
 class _TrainingLoop:

@@ -1,0 +1,88 @@
+"""Joining a Ray cluster, waiting on it, and saying clearly when it is gone.
+
+Ray ends a driver whose head (GCS) stays unreachable for a minute with a fatal log line.
+A run notices first: `wait` polls results with a short timeout and, between polls,
+checks that the head still accepts connections; a lost head becomes a `ClusterError`
+naming the address, so the trainer stops with one clear line (and the service fails the
+job) while every finished checkpoint stays on disk for a resume.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import socket
+from typing import Any
+
+from openrft.errors import OpenRFTError
+
+log = logging.getLogger(__name__)
+
+HEAD_CHECK_S = 5.0  # seconds between head checks while waiting on the cluster
+
+
+class ClusterError(OpenRFTError):
+    """The Ray cluster cannot be reached, or cannot run what the run asked of it."""
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a one-line error naming the extra to install."""
+    if importlib.util.find_spec("ray") is None:
+        raise ClusterError("expert.backend is 'ray' but ray is not installed "
+                           "(pip install 'openrft[ray]')")
+    import ray
+
+    return ray
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address` (None: RAY_ADDRESS, else a new local instance).
+    True when this call started the connection, so the caller should end it."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    target = address or os.environ.get("RAY_ADDRESS")
+    try:
+        ray.init(address=target, namespace="openrft", log_to_driver=False,
+                 include_dashboard=False if target is None else None)
+    except (ConnectionError, RuntimeError) as exc:
+        raise ClusterError(f"cannot join the Ray cluster at {target}: {exc}") from None
+    log.info("joined Ray cluster %s", head_address())
+    return True
+
+
+def disconnect() -> None:
+    require_ray().shutdown()
+
+
+def head_address() -> str:
+    """host:port of the cluster's head (GCS) this process is connected to."""
+    return str(require_ray().get_runtime_context().gcs_address)
+
+
+def head_reachable(timeout_s: float = 2.0) -> bool:
+    """Whether the head still accepts TCP connections (without asking Ray, which would
+    block on a dead head)."""
+    host, _, port = head_address().rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def lost_head_error() -> ClusterError:
+    return ClusterError(f"lost the Ray cluster: its head at {head_address()} is unreachable; "
+                        "checkpoints are kept, resume the run once the cluster is back")
+
+
+def wait(refs: Any) -> Any:
+    """`ray.get(refs)`, raising `lost_head_error()` instead of hanging on a dead head."""
+    ray = require_ray()
+    while True:
+        try:
+            return ray.get(refs, timeout=HEAD_CHECK_S)
+        except ray.exceptions.GetTimeoutError:
+            if not head_reachable():
+                raise lost_head_error() from None
