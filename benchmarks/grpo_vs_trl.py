@@ -91,7 +91,7 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
         params = make_generation_params(cfg)
         params.min_tokens = args.tokens  # forced length: equal work on both sides
         ctx = StepContext(cfg=cfg, policy=policy,
-                          engine=make_rollout_engine(cfg, policy.model, tokenizer),
+                          engine=make_rollout_engine(cfg, policy, tokenizer),
                           reward_fn=reward_fn, params=params)
         steps, lengths, cpu = [], [], []
         for step in range(1, args.steps + 2):  # step 1 is the warm-up

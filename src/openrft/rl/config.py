@@ -99,10 +99,16 @@ class ExpertSettings(_Strict):
     """Fraction of total steps with linear warmup from 0."""
     max_grad_norm: float = Field(default=1.0, gt=0)
     """Gradient clipping: global L2 norm cap."""
+    fast_path: Literal["auto", "off"] = "auto"
+    """Speed tricks (openrft/fast/): hand-written Llama-family decode with prepacked
+    weights and in-place KV caches, the update's forward replayed from the rollout,
+    fused log-prob backward, zero-advantage row skipping. auto: each where the model and
+    settings qualify (same results up to float32 rounding); off: the plain reference path
+    (the model's own modules under autograd), slower. The two knobs below apply to auto."""
     reuse_rollout_forward: bool = True
     """On-policy updates (num_iterations 1, grad_accum_steps 1, fp32, no dropout) take
     their forward pass from the HF rollout's recorded matmul outputs instead of running
-    the model again (rl/replay.py): the same gradients, one forward pass fewer, the
+    the model again (fast/replay.py): the same gradients, one forward pass fewer, the
     recorded outputs held in memory from sampling to the update. False: always rerun."""
     skip_zero_advantage: bool = True
     """With beta 0, a completion whose advantage is exactly 0 (every completion of its
@@ -287,6 +293,7 @@ class ResolvedConfig:
     lr_schedule: Literal["constant", "linear", "cosine"]
     warmup_ratio: float
     max_grad_norm: float
+    fast_path: Literal["auto", "off"]
     reuse_rollout_forward: bool
     skip_zero_advantage: bool
     engine: Literal["auto", "hf", "vllm"]
@@ -365,6 +372,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         lr_schedule=ex.lr_schedule,
         warmup_ratio=ex.warmup_ratio,
         max_grad_norm=ex.max_grad_norm,
+        fast_path=ex.fast_path,
         reuse_rollout_forward=ex.reuse_rollout_forward,
         skip_zero_advantage=ex.skip_zero_advantage,
         engine=ex.engine,

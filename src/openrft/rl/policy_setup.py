@@ -13,7 +13,7 @@ from transformers import get_scheduler, set_seed
 from openrft.rl.checkpoint import load_trainer_state
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.precision import plan_precision
-from openrft.rl.step import Policy
+from openrft.rl.step import PlainPath, Policy, TrainingPath
 from openrft.rollout.engine import GenerationParams, RolloutEngine
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
         num_training_steps=updates,
     )
     policy = Policy(
-        model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast
+        model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast,
+        make_training_path(cfg, model, plan.autocast),
     )
     start_step = 0
     if checkpoint is not None:
@@ -91,12 +92,27 @@ def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:
     )
 
 
-def make_rollout_engine(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> RolloutEngine:
-    """The engine that samples from the policy being trained: HF shares the model object;
-    vLLM gets the new weights through `sync_weights` after every update."""
-    from openrft.rollout.factory import make_engine
+def make_training_path(cfg: ResolvedConfig, model: Any, autocast: torch.dtype | None
+                       ) -> TrainingPath:
+    """`expert.fast_path`: auto takes openrft.fast's path (each trick where the model and
+    settings qualify), off the plain reference path."""
+    if cfg.fast_path == "off":
+        return PlainPath()
+    from openrft.fast import FastPath
 
-    return make_engine(model, tokenizer, cfg.engine)
+    return FastPath.for_run(cfg, model, autocast)
+
+
+def make_rollout_engine(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> RolloutEngine:
+    """The engine that samples from the policy being trained: HF shares the model object
+    and decodes with the policy's training path; vLLM gets the new weights through
+    `sync_weights` after every update (and runs its own kernels: fast_path aside)."""
+    from openrft.rollout.factory import make_engine, resolve_engine_kind
+
+    options = {}
+    if resolve_engine_kind(cfg.engine) == "hf":
+        options["decode_forward"] = policy.path.decode_forward
+    return make_engine(policy.model, tokenizer, cfg.engine, **options)
 
 
 def _fused_adamw_supported(params: list[torch.nn.Parameter]) -> bool:

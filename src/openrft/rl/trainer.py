@@ -82,7 +82,7 @@ def train(
     ctx = StepContext(
         cfg=cfg,
         policy=policy,
-        engine=make_rollout_engine(cfg, policy.model, tokenizer),
+        engine=make_rollout_engine(cfg, policy, tokenizer),
         reward_fn=reward_fn,
         params=make_generation_params(cfg),
     )

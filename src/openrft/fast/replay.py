@@ -9,7 +9,7 @@ only does the backward (recomputing the RMSNorm in front of it there), and
 `RecordedLogProbs` turns the recorded logits into log-probs in place. What runs again is
 the cheap part: embedding, rotary, attention, SwiGLU and residual sums, with each
 distinct prompt run once. The gradients are those of the ordinary forward
-(tests/rl/test_replay.py checks them against it: five architectures, full and LoRA).
+(tests/fast/test_replay.py checks them against it: five architectures, full and LoRA).
 
 It applies when the update is the plain on-policy one: one iteration, one micro-batch, no
 autocast, no dropout, adapters unmerged. Otherwise `replay_supported` says no and the
@@ -25,17 +25,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from openrft.rl.logprobs import TokenBatch, probs_into, probs_to_grad, spend_once
-from openrft.rollout.forward_tape import ForwardTape
-from openrft.rollout.kv_cache import copied_rows, distinct_rows
-from openrft.rollout.llama_decode import (
-    attention_shape,
-    is_lora_layer,
-    joined_bias,
-    prompt_mask,
-    rotated,
-    unwrap_peft,
-)
+from openrft.fast.forward_tape import ForwardTape
+from openrft.fast.fused_logprobs import probs_into, probs_to_grad, spend_once
+from openrft.fast.kv_cache import copied_rows, distinct_rows
+from openrft.fast.llama_decode import attention_shape, prompt_mask, rotated
+from openrft.fast.peft_layers import is_lora_layer, joined_bias, unwrap_peft
+from openrft.fast.probes import silu_backward_into
+from openrft.rl.logprobs import TokenBatch
 
 
 class RecordedLinear(torch.autograd.Function):
@@ -126,8 +122,8 @@ class SwiGLU(torch.autograd.Function):
         grad_gate_up = gate_up.new_empty(gate_up.shape)
         grad_gate, grad_up = grad_gate_up.chunk(2, dim=-1)
         torch.mul(grad, up, out=grad_gate)
-        torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)
-        torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # autograd's own kernels
+        silu_backward_into(grad_gate, gate)  # autograd's own kernel where the probe finds it
+        torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # silu's public out= form
         return grad_gate_up
 
 
@@ -238,6 +234,8 @@ def tape_logprobs(
     c = batch.completion_length
     targets = batch.input_ids[:, -c:]
     mask = batch.completion_mask.bool()
+    for tape in tapes:
+        tape.check_alive("replay the tape")
     if sum(t.input_ids.shape[0] for t in tapes) != targets.shape[0]:
         return None
     spans, start = [], 0
@@ -265,7 +263,10 @@ def tape_logprobs(
 def recorded_entropy(tapes: Sequence[ForwardTape], rows: torch.Tensor, mask: torch.Tensor,
                      temperature: float) -> float:
     """The policy entropy summed over the `mask`ed (N, C) completion positions of batch
-    `rows`, read from the tapes' recorded logits, which are used up for those rows."""
+    `rows`, read from the tapes' recorded logits, which are used up for those rows (cut
+    them away with `keep_tape_rows` next)."""
+    for tape in tapes:
+        tape.check_alive("read the recorded entropy")
     total = 0.0
     for tape, local, batch_rows in _rows_by_tape(tapes, rows):
         columns = min(mask.shape[1], tape.steps)
@@ -309,6 +310,7 @@ def replay_logprobs(
     Prompts run once per distinct prompt, as in the decode's prefill: GRPO repeats each
     one group_size times, and the repeats' gradients meet (summed) at its keys and values.
     """
+    tape.use("replay the tape")
     base = unwrap_peft(model)
     inner, eps = base.model, base.config.rms_norm_eps
     heads, kv_heads, head_dim = attention_shape(base.config)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from openrft.fast.probes import cpu_flash_attention_with_lse
+
 
 class RowCache:
     """One layer's keys and values, every row its own (R, kv_heads, capacity, head_dim)
@@ -95,12 +97,13 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         bias: torch.Tensor | None, scale: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T * scale + bias) v and the log-sum-exp of each query's scores
-    (torch's own CPU flash-attention kernel, which returns both). Under autocast q and k
+    (torch's own CPU flash-attention kernel, which returns both, where `probes` finds it;
+    else `plain_attention_with_lse`). Under autocast q and k
     leave the rotary embedding in float32 and v is bf16: all run in v's dtype, as autocast
     runs F.scaled_dot_product_attention."""
     q, k = q.to(v.dtype), k.to(v.dtype)
     bias = None if bias is None else bias.to(v.dtype)
-    if q.device.type != "cpu":
+    if q.device.type != "cpu" or not cpu_flash_attention_with_lse():
         return plain_attention_with_lse(q, k, v, bias, scale)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, attn_mask=bias, scale=scale)
@@ -110,8 +113,8 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def plain_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              bias: torch.Tensor | None, scale: float
                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_attention_with_lse` from plain tensor ops (softmax in float32, as the CPU kernel
-    does), for devices without that kernel."""
+    """`_attention_with_lse` from public tensor ops (softmax in float32, as the CPU
+    kernel does), for devices or builds without that kernel."""
     scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
     if bias is not None:
         scores = scores + bias
