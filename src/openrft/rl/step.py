@@ -11,7 +11,6 @@ owns the loop, evaluation cadence, checkpoints and reporting.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from openrft.graders.base import GradeResult, RewardFn
+from openrft.graders.base import RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import (
@@ -31,6 +30,7 @@ from openrft.rl.logprobs import (
 )
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
+from openrft.rl.step_records import sample_records, tool_warnings
 from openrft.rollout.decode import DecodeForward, TransformersForward
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.episodes import EpisodeRunner, episode_metrics
@@ -345,53 +345,9 @@ def run_step(
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
         **episode_metrics(samples),
     }
-    records = _sample_records(step, samples, grades, advantages, prompts, cfg)
-    return StepOutput(metrics, records, _tool_warnings(step, samples))
-
-
-def _tool_warnings(step: int, samples: list[Sample]) -> list[str]:
-    """One line per distinct tool failure of the step (discarded rollouts, tool errors)."""
-    discarded = Counter(s.discard_reason for s in samples if s.discard_reason)
-    errors = Counter(f"{r['name']}: {r['error']}" for s in samples for r in s.tool_records
-                     if r["error"] and not s.discard_reason)
-    return ([f"Step {step}: {n} rollout(s) discarded: {why}" for why, n in discarded.items()]
-            + [f"Step {step}: {n} tool call(s) failed ({why})" for why, n in errors.items()])
-
-
-def _sample_records(
-    step: int,
-    samples: list[Sample],
-    grades: list[GradeResult],
-    advantages: torch.Tensor,
-    prompts: list[Messages],
-    cfg: ResolvedConfig,
-) -> list[dict[str, Any]]:
-    """keep_samples completions, taken round-robin over prompts so several prompts show."""
-    g = cfg.group_size
-    order = [p * g + j for j in range(g) for p in range(len(samples) // g)]
-    return [
-        {
-            "step": step,
-            "prompt": prompts[samples[i].prompt_index],
-            "reasoning": samples[i].reasoning,
-            "output_text": samples[i].output_text,
-            "score": grades[i].score,
-            "advantage": advantages[i].item(),
-            "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
-            "parse_error": samples[i].parse_error,
-            "finish_reason": samples[i].finish_reason,
-            **_episode_record(samples[i]),
-        }
-        for i in order[: cfg.keep_samples]
-    ]
-
-
-def _episode_record(sample: Sample) -> dict[str, Any]:
-    """The whole episode for sample viewers: turns, tool calls and outputs, trace id."""
-    if sample.episode is None:
-        return {}
-    return {"episode": sample.episode, "output_tools": sample.output_tools,
-            "trace_id": sample.trace_id, "discard_reason": sample.discard_reason}
+    records = sample_records(step, samples, grades, advantages, prompts, cfg.group_size,
+                             cfg.keep_samples)
+    return StepOutput(metrics, records, tool_warnings(step, samples))
 
 
 def mean_validation_reward(
