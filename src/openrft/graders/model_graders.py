@@ -10,6 +10,7 @@ reply never stops training.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -104,7 +105,7 @@ class _ModelGraderImpl(BaseGrader):
         for entry in prepared:
             outcome = entry if isinstance(entry, Exception) else next(answers)
             waited = outcome.latency_s if isinstance(outcome, JudgeReply) else 0.0
-            results.append(self.result(lambda o=outcome: self._score_outcome(o), waited))
+            results.append(self.result(functools.partial(self._score_outcome, outcome), waited))
         return results
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ log of 0, overflow) gives score 0 with a `formula_parse_error`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -61,11 +62,10 @@ class MultiGraderImpl(BaseGrader):
             for key, grader in self.graders.items()
         }
         latency = (time.perf_counter() - start) / max(len(samples), 1)
-        return [
-            self.result(lambda i=i: self._combine(
-                {key: results[i] for key, results in per_grader.items()}), waited_s=latency)
-            for i in range(len(samples))
-        ]
+        rows = [{key: results[i] for key, results in per_grader.items()}
+                for i in range(len(samples))]
+        return [self.result(functools.partial(self._combine, row), waited_s=latency)
+                for row in rows]
 
     def _combine(self, results: dict[str, GradeResult]) -> Score:
         sub_scores: dict[str, float] = {}
