@@ -62,10 +62,6 @@ class RowResult:
     def scores(self) -> list[float]:
         return [s.score for s in self.samples]
 
-    @property
-    def mean_score(self) -> float:
-        return sum(self.scores) / len(self.scores) if self.samples else 0.0
-
 
 @dataclass
 class EvalReport:

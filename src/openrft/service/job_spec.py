@@ -27,8 +27,6 @@ from openrft.service.store import queries
 from openrft.service.store.ids import new_id, now
 from openrft.service.store.models import Job, StoredFile
 
-METHOD_KEYS = {"reinforcement", "supervised"}
-
 
 def resolve_model_path(session: Session, project_id: str, name: str) -> str:
     """What `load_model` should receive for a job's or a chat request's `model`."""

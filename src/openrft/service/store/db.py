@@ -27,10 +27,6 @@ class Database:
     def create_tables(self) -> None:
         Base.metadata.create_all(self.engine)
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions() as session:
