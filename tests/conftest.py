@@ -68,3 +68,13 @@ def tiny_model(tiny_model_dir: Path):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct from the catalog, in the default models directory
+    ($OPENRFT_MODELS_DIR or ~/.cache/openrft/models): pulled once per machine (CI caches
+    it), shared by every slow real-model test."""
+    from openrft.models.catalog import ensure_model
+
+    return ensure_model("smollm2-135m-instruct")

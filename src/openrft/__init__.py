@@ -19,6 +19,7 @@ _LAZY = {
     "grade_batch": "openrft.graders.base:grade_batch",
     "validate_grader": "openrft.graders.base:validate",
     "load_model": "openrft.models.load:load_model",
+    "ensure_model": "openrft.models.catalog:ensure_model",
     "load_dataset": "openrft.data.dataset:load_dataset",
     "train_supervised": "openrft.sft.trainer:train_supervised",
     "preflight": "openrft.rl.preflight:preflight",

@@ -35,3 +35,8 @@ class GraderUnavailable(OpenRFTError):
 
     Failures to score one sample are never raised: they are `ErrorFlag`s in
     `GradeResult.errors` with score 0 (graders/base.py)."""
+
+
+class TrainingHealthError(OpenRFTError):
+    """Training stopped because it cannot learn: a preflight that found no signal, or a
+    monitor finding whose configured action is `fail` (docs/training_health.md)."""

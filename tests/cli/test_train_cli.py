@@ -25,13 +25,13 @@ def one_torch_thread():
 
 
 
-def _config(tmp_path: Path, model: Path, **expert) -> Path:
+def _config(tmp_path: Path, model: Path, grader: dict = GRADER, **expert) -> Path:
     rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "target": "e"} for i in range(4)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = {
         "model": str(model),
         "training_file": "train.jsonl",  # relative: found next to the config file
-        "grader": GRADER,
+        "grader": grader,
         "seed": 1,
         "output_dir": str(tmp_path / "run"),
         "hyperparameters": {"batch_size": 2, "n_epochs": 1},
@@ -77,3 +77,20 @@ def test_bad_training_row_is_one_line_exit_2(monkeypatch, capsys, tmp_path, tiny
     assert code == 2
     assert "train.jsonl:5: item.target" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing started
+
+
+NEVER = {**GRADER, "reference": "zqzqzq"}
+
+
+def test_train_shows_health_findings_and_a_failed_preflight(monkeypatch, capsys, tmp_path,
+                                                            tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir, grader=NEVER, monitor={"patience": 2})
+    code, out, err = openrft(monkeypatch, capsys, "train", config)
+    assert code == 0, err
+    assert "warn: no_signal (since step 1): No learning signal" in out
+    assert "Training health: no_signal (step 1)" in out
+    config = _config(tmp_path, tiny_model_dir, grader=NEVER, preflight=True)
+    code, out, err = openrft(monkeypatch, capsys, "train", config, "--output-dir",
+                             tmp_path / "gated")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "error: Preflight verdict: too_hard" in err and "preflight_override" in err

@@ -122,6 +122,14 @@ def test_make_reward_fn_reuses_one_grader():
     grader.close()
 
 
+def test_a_missing_name_defaults_to_the_type_as_openai_accepts():
+    nameless = {k: v for k, v in EQ.items() if k != "name"}
+    assert validate(nameless).name == "string_check"
+    multi = validate({"type": "multi", "graders": {"a": nameless}, "calculate_output": "a"})
+    assert (multi.name, multi.graders["a"].name) == ("multi", "string_check")
+    assert validate({**nameless, "name": "kept"}).name == "kept"
+
+
 def test_build_grader_accepts_a_parsed_spec():
     assert build_grader(validate(EQ)).spec.name == "eq"
 
@@ -130,7 +138,7 @@ def test_build_grader_accepts_a_parsed_spec():
     ("grader", "location", "message"),
     [
         ({**EQ, "operation": "contains"}, "grader.operation", "'eq', 'ne', 'like' or 'ilike'"),
-        ({k: v for k, v in EQ.items() if k != "name"}, "grader.name", "Field required"),
+        ({k: v for k, v in EQ.items() if k != "input"}, "grader.input", "Field required"),
         ({**EQ, "extra": 1}, "grader.extra", "Extra inputs"),
         ({"name": "x"}, "grader.type", "missing field 'type'"),
         ({"type": "regex", "name": "x"}, "grader.type", "unknown grader type 'regex'"),

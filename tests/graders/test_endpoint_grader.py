@@ -145,8 +145,10 @@ def test_rate_limit_spaces_concurrent_calls():
         )
     assert all(r.score == 1 for r in results)
     arrivals.sort()
-    # 8 starts at 20/s: the last starts >= 7 * 50 ms after the first (a little jitter).
-    assert arrivals[-1] - arrivals[0] >= 7 * 0.05 - 0.02
+    # 8 starts at 20/s: the last starts 7 * 50 ms = 0.35 s after the first at the client;
+    # arrivals at the server jitter on a loaded machine (the first call also opens the
+    # connection), so allow 0.1 s. Unlimited, all 8 arrive within a few milliseconds.
+    assert arrivals[-1] - arrivals[0] >= 7 * 0.05 - 0.1
 
 
 def test_endpoint_inside_multi():

@@ -305,3 +305,16 @@ def test_limits_default_to_openai_and_read_the_environment(monkeypatch: pytest.M
         InvalidInput, match="OPENRFT_PYTHON_GRADER_MAX_PROCESSES: expected an integer"
     ):
         SandboxLimits.from_env()
+
+
+def test_pass_threshold_marks_passed_and_keeps_the_score():
+    # OpenAI's evals python grader (and Azure's RFT examples) carry pass_threshold
+    source = "def grade(sample, item):\n    return float(sample['output_text'])\n"
+    grader = {"type": "python", "source": source, "pass_threshold": 0.5}
+    high, low = run(grader, {"output_text": "0.75"}, {}), run(grader, {"output_text": "0.25"}, {})
+    assert (high.score, high.metadata["passed"]) == (0.75, True)
+    assert (low.score, low.metadata["passed"]) == (0.25, False)
+    impl = build_grader(grader)
+    batch = impl.grade_many([{"output_text": "0.5"}, {"output_text": "0.1"}], [{}, {}])
+    assert [(r.score, r.metadata["passed"]) for r in batch] == [(0.5, True), (0.1, False)]
+    impl.close()

@@ -9,6 +9,7 @@ import torch
 from transformers import get_scheduler
 
 from openrft.rl.checkpoint import (
+    checkpoint_score,
     latest_checkpoint,
     load_trainer_state,
     prune_checkpoints,
@@ -91,3 +92,24 @@ def test_rewriting_a_checkpoint_replaces_it_whole(tmp_path):
     state = load_trainer_state(tmp_path / "step-4", *_optimizer(_Saveable()))
     assert state["epoch"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["step-4"]  # no tmp/old leftovers
+
+
+def test_prune_keeps_the_best_validation_rewards_and_the_newest_while_training(tmp_path):
+    model = _Saveable()
+    optimizer, scheduler = _optimizer(model)
+    rewards = {1: 0.2, 2: None, 3: 0.9, 4: 0.5, 5: 0.1, 6: 0.5, 7: None}
+    for step, reward in rewards.items():
+        save_checkpoint(tmp_path, step, model, model, optimizer, scheduler,
+                        {"valid_reward_mean": reward})
+    assert checkpoint_score(tmp_path / "step-3") == 0.9
+    assert checkpoint_score(tmp_path / "step-2") is None
+
+    def kept() -> list[str]:
+        return sorted((p.name for p in tmp_path.iterdir()), key=lambda n: int(n[5:]))
+
+    # best three: 0.9 (step 3), then the 0.5 tie goes to the newer step 6, then step 4;
+    # step 7 (unscored) stays as the newest, for resuming
+    prune_checkpoints(tmp_path, keep=3)
+    assert kept() == ["step-3", "step-4", "step-6", "step-7"]
+    prune_checkpoints(tmp_path, keep=3, keep_newest=False)  # the run finished
+    assert kept() == ["step-3", "step-4", "step-6"]

@@ -49,6 +49,7 @@ def test_tiny_model_learns_to_say_an(make_config, fast_path):
     assert last >= first + 0.4, rewards  # and learns
     assert last >= 0.7, rewards
     assert result.full_valid_mean_reward >= 0.5  # held-out prompts, sampled at temperature 1
+    assert result.findings == []  # a healthy run: the training-health monitor stays silent
 
 
 def _train_process(spawn, config_path: Path, *flags: str) -> subprocess.Popen:
@@ -103,6 +104,8 @@ def test_sigkilled_run_resumes_to_the_same_result(make_config, tmp_path, spawn):
     assert results[0]["full_valid_mean_reward"] == results[1]["full_valid_mean_reward"]
     final = "final/adapter_model.safetensors"
     assert (run / final).read_bytes() == (tmp_path / "a" / final).read_bytes()
+    # keep_checkpoints = 3 with validation at steps 2, 4, 6: a finished run keeps the three
+    # scored checkpoints (a scored checkpoint outranks any unscored one)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "step-4", "step-5", "step-6"  # keep_checkpoints = 3
+        "step-2", "step-4", "step-6"
     ]

@@ -72,14 +72,18 @@ def database_url_for_tests() -> str | None:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator:
-    """Factory: `make_server(**settings)` starts a server on `tmp_path/data` (stopped after)."""
+def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator:
+    """Factory: `make_server(**settings)` starts a server on `tmp_path/data` (stopped after).
+
+    The tiny model's parent is a model root (`--model-root`), so jobs may name the tiny
+    model by its path, as an admin-provided model."""
     started: list[LiveServer] = []
     database_url = database_url_for_tests()
 
     def factory(**overrides: object) -> LiveServer:
         if database_url:
             overrides.setdefault("database_url", database_url)
+        overrides.setdefault("model_roots", (tiny_model_dir.parent,))
         settings = ServiceSettings(data_dir=tmp_path / "data", **overrides)
         live = start_server(settings)
         started.append(live)

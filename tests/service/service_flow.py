@@ -62,14 +62,14 @@ def make_key(data_dir: Path, project: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def start_serve(spawn: Spawn, data_dir: Path, log_path: Path,
-                workers: int) -> tuple[subprocess.Popen, str]:
-    """`openrft serve --workers N` as a process (in its own process group, through the
-    `spawn` fixture); returns it and its base URL once it answers."""
+def start_serve(spawn: Spawn, data_dir: Path, log_path: Path, workers: int,
+                *options: str) -> tuple[subprocess.Popen, str]:
+    """`openrft serve --workers N [options]` as a process (in its own process group, through
+    the `spawn` fixture); returns it and its base URL once it answers."""
     port = free_port()
     process = spawn(
         [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-         str(data_dir), "--workers", str(workers)],
+         str(data_dir), "--workers", str(workers), *options],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )

@@ -77,12 +77,13 @@ def test_keys_create_cli_prints_key_on_last_line(tmp_path) -> None:
         assert authenticate(session, f"Bearer {key}").project_name == "gamma"
 
 
-def test_jobs_are_invisible_to_other_projects(live) -> None:
+def test_jobs_are_invisible_to_other_projects(live, tiny_model_dir) -> None:
     alpha = live.client(live.key("alpha"))
     beta = live.client(live.key("beta"))
     content = (json.dumps(ROW) + "\n").encode()
     file = alpha.files.create(file=("t.jsonl", io.BytesIO(content)), purpose="fine-tune")
-    job = alpha.fine_tuning.jobs.create(model="some-org/some-model", training_file=file.id,
+    offered = [m.id for m in beta.models.list()]  # catalog and root models: every project's
+    job = alpha.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file.id,
                                         method={"type": "reinforcement", "reinforcement": {
                                             "grader": {"type": "string_check", "name": "g",
                                                        "input": "{{sample.output_text}}",
@@ -94,6 +95,6 @@ def test_jobs_are_invisible_to_other_projects(live) -> None:
         with pytest.raises(openai.NotFoundError):
             call(job.id)
     assert list(beta.fine_tuning.jobs.list()) == []
-    assert [m.id for m in beta.models.list()] == []
-    assert [m.id for m in alpha.models.list()] == ["some-org/some-model"]
+    assert [m.id for m in beta.models.list()] == offered
+    assert [m.id for m in alpha.models.list()] == [str(tiny_model_dir), *offered]
     assert alpha.fine_tuning.jobs.retrieve(job.id).status == "queued"  # untouched by beta

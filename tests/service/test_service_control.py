@@ -114,10 +114,12 @@ def test_ft_model_is_a_base_for_the_next_job(live, worker, tiny_model_dir) -> No
     assert done.fine_tuned_model != first.fine_tuned_model
     # another project cannot train on (or even name) this project's model
     other = live.client(live.key("beta"))
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as caught:
         other.fine_tuning.jobs.create(model=first.fine_tuned_model,
                                       training_file=upload(other, TRAIN, "mine.jsonl"),
                                       method=second.method.model_dump(exclude_none=True))
+    assert caught.value.body["code"] == "model_not_found"
+    assert first.fine_tuned_model not in caught.value.body["message"].split("available")[1]
 
 
 def test_stopping_a_worker_requeues_its_job_at_a_checkpoint(live, worker, tiny_model_dir) -> None:

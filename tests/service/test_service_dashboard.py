@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from service_flow import TRAIN, chromium, create_job, upload
 
 from openrft.service.job_reporter import StoreReporter
@@ -16,6 +17,10 @@ from openrft.service.store.models import Job
 # Hand-chosen step rewards: the chart must plot exactly these.
 TRAIN_REWARDS = [0.25, 0.5, 0.75]
 VALID_REWARDS = {2: 0.4, 3: 0.6}
+# A training-health finding that began at step 2 (rl/monitor.py's Finding.to_dict()).
+NO_SIGNAL = {"kind": "no_signal", "severity": "warn", "step": 2, "detected_step": 3,
+             "message": "No learning signal: <all groups scored alike>", "numbers": {},
+             "action": "warn"}
 
 
 def report_a_run(live, job_id: str, tmp_path: Path) -> None:
@@ -27,6 +32,7 @@ def report_a_run(live, job_id: str, tmp_path: Path) -> None:
         if step in VALID_REWARDS:
             metrics["valid_reward_mean"] = VALID_REWARDS[step]
         reporter.on_step(metrics)
+    reporter.on_event("warn", NO_SIGNAL["message"], {"finding": NO_SIGNAL})
     checkpoint = tmp_path / "ckpt-3"
     checkpoint.mkdir()
     reporter.on_checkpoint(3, str(checkpoint), {"valid_reward_mean": 0.6})
@@ -66,6 +72,12 @@ def test_dashboard_renders_jobs_and_live_job_page(live, tiny_model_dir, tmp_path
     # equal rewards sit at equal heights: the valid reward at step 3 (0.6) lies between
     # the train rewards 0.5 and 0.75 of steps 2 and 3
     assert train[1][1] > valid[1][1] > train[2][1]
+
+    # the finding: a badge on the job, a row in the health table, a marker at step 2
+    assert '<span class="badge warn"' in dom and "no signal · step 2" in dom
+    assert "No learning signal: &lt;all groups scored alike&gt;" in dom  # text, not HTML
+    marker = re.search(r'<line class="finding warn" x1="([\d.]+)"', dom)
+    assert marker and float(marker.group(1)) == pytest.approx(train[1][0], abs=0.06)
 
     shot = tmp_path / "dashboard.png"
     chromium(page_url, tmp_path / "p3", f"--screenshot={shot}")

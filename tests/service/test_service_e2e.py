@@ -32,7 +32,8 @@ def test_sdk_drives_serve_upload_train_events_checkpoints_and_chat(tiny_model_di
                                                                    spawn) -> None:
     data_dir = tmp_path / "data"
     key = make_key(data_dir, "alpha")
-    _, base_url = start_serve(spawn, data_dir, tmp_path / "serve.log", workers=2)
+    _, base_url = start_serve(spawn, data_dir, tmp_path / "serve.log", 2,
+                              "--model-root", str(tiny_model_dir.parent))
     client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0,
                            timeout=120)
     train_id = upload(client, TRAIN, "train.jsonl")
@@ -103,8 +104,9 @@ def check_chat(client: openai.OpenAI, job_id: str, model: str) -> None:
         model=first_ckpt.fine_tuned_model_checkpoint, messages=ask, max_tokens=4)
     assert isinstance(served.choices[0].message.content, str)
     assert client.models.delete(model).deleted is True
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as caught:  # model_not_found, at once
         client.chat.completions.create(model=model, messages=ask, max_tokens=2)
+    assert caught.value.body["code"] == "model_not_found"
 
 
 def dashboard_screenshot(base_url: str, key: str, job_id: str, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_sdk_surfaces_the_message(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.fine_tuning.jobs.retrieve("ftjob-missing")
     assert "ftjob-missing" in caught.value.message
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="ft:none:alpha::x", max_tokens=2,
                                        messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError) as caught:

@@ -79,7 +79,12 @@ def test_cancel_pause_resume_state_machine(client, train_id, tiny_model_dir) -> 
         ({"hyper": {"compute_multiplier": 11}}, "compute_multiplier"),
         ({"expert": {"group_size": 1}}, "group_size"),
         ({"expert": {"no_such_knob": 1}}, "no_such_knob"),
-        ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations"),
+        ({"integrations": [{"type": "mlflow", "mlflow": {"project": "p"}}]}, "integrations"),
+        ({"integrations": [{"type": "wandb", "wandb": {}}]}, "integrations.0.wandb.project"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),  # OpenAI: <= 16 pairs
+        ({"metadata": {"k" * 65: "v"}}, "metadata"),  # keys <= 64 characters
+        ({"metadata": {"k": "v" * 513}}, "metadata"),  # values <= 512 characters
+        ({"suffix": "s" * 65}, "suffix"),  # <= 64 characters
     ],
 )
 def test_bad_job_requests_are_400_and_store_nothing(client, train_id, tiny_model_dir, change,
@@ -88,7 +93,8 @@ def test_bad_job_requests_are_400_and_store_nothing(client, train_id, tiny_model
         client.fine_tuning.jobs.create(
             model=str(tiny_model_dir), training_file=train_id,
             method=rft(change.get("grader", GRADER), **change.get("hyper", {})),
-            extra_body={k: change[k] for k in ("expert", "integrations") if k in change})
+            extra_body={k: change[k] for k in ("expert", "integrations", "metadata", "suffix")
+                        if k in change})
     assert expected_in_message in caught.value.body["message"], caught.value.body
     assert list(client.fine_tuning.jobs.list()) == []
 
@@ -107,9 +113,10 @@ def test_other_bad_requests(client, train_id, tiny_model_dir) -> None:
     with pytest.raises(openai.BadRequestError):  # dpo is not implemented
         client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=train_id,
                                        method={"type": "dpo", "dpo": {}})
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model="ft:nope:alpha::123", training_file=train_id,
                                        method=rft())
+    assert caught.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as caught:  # RFT rows are not SFT rows
         client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=train_id,
                                        method={"type": "supervised", "supervised": {}})

@@ -117,10 +117,16 @@ def test_failed_training_fails_the_job_with_its_error(tmp_path) -> None:
         assert events[0].level == "error" and "bad row" in events[0].message
 
 
-def test_unknown_hub_model_fails_the_job_not_the_worker(live) -> None:
+def test_a_model_gone_before_training_fails_the_job_not_the_worker(make_server,
+                                                                    tmp_path) -> None:
     import io
     import json
+    import shutil
 
+    root = tmp_path / "models"
+    (root / "gone").mkdir(parents=True)
+    (root / "gone" / "config.json").write_text("{}")  # a model dir when the job is created
+    live = make_server(model_roots=(root,))
     client = live.client(live.key("alpha"))
     row = {"messages": [{"role": "user", "content": "1+1="}], "answer": "2"}
     file_id = client.files.create(file=("t.jsonl", io.BytesIO(json.dumps(row).encode())),
@@ -128,12 +134,13 @@ def test_unknown_hub_model_fails_the_job_not_the_worker(live) -> None:
     grader = {"type": "string_check", "name": "g", "input": "{{sample.output_text}}",
               "reference": "{{item.answer}}", "operation": "eq"}
     job = client.fine_tuning.jobs.create(
-        model="no-such-org/no-such-model", training_file=file_id,
+        model="gone", training_file=file_id,
         method={"type": "reinforcement", "reinforcement": {"grader": grader}})
-    worker = Worker(live.settings)  # the real training call: offline, the hub id is unknown
+    shutil.rmtree(root / "gone")  # the admin removed it while the job waited
+    worker = Worker(live.settings)  # the real training call
     assert worker.run_once() is True
     failed = client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed"
     assert failed.error.code == "model_not_found"
-    assert "no-such-org/no-such-model" in failed.error.message
+    assert "'gone'" in failed.error.message and str(root) not in failed.error.message
     assert worker.run_once() is False  # the worker carries on, the queue is empty

@@ -6,7 +6,10 @@ printed as one line and exit with code 2, never as a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,8 +26,20 @@ err_console = Console(stderr=True)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    models_dir: Annotated[
+        Path | None,
+        typer.Option("--models-dir", help="Where catalog models are pulled and found "
+                                          "(default: $OPENRFT_MODELS_DIR, else "
+                                          "$OPENRFT_HOME/models, else "
+                                          "~/.cache/openrft/models)."),
+    ] = None,
+) -> None:
     """OpenRFT: reinforcement fine-tuning with OpenAI-compatible graders."""
+    if models_dir is not None:  # the environment carries it to every library call and child
+        from openrft.models.catalog import MODELS_DIR_ENV
+
+        os.environ[MODELS_DIR_ENV] = str(models_dir.expanduser().resolve())
 
 
 
@@ -40,6 +55,7 @@ def version() -> None:
 from openrft.cli import demo as _demo  # noqa: E402,F401
 from openrft.cli import evaluate as _evaluate  # noqa: E402,F401
 from openrft.cli import grade as _grade  # noqa: E402,F401
+from openrft.cli import models as _models  # noqa: E402,F401
 from openrft.cli import serve as _serve  # noqa: E402,F401
 from openrft.cli import train as _train  # noqa: E402,F401
 

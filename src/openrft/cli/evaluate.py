@@ -19,7 +19,10 @@ from openrft.cli import app
 from openrft.errors import InvalidInput
 from openrft.rollout.engine import GenerationParams
 
-ModelOption = Annotated[str, typer.Option("--model", help="Model directory or hub id.")]
+ModelOption = Annotated[
+    str, typer.Option("--model", help="Catalog name (e.g. smollm2-135m-instruct), model directory "
+                                      "or hub id.")
+]
 MaxTokens = Annotated[int, typer.Option("--max-tokens", min=1, help="Completion token cap.")]
 Temperature = Annotated[
     float | None,

@@ -33,12 +33,70 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)."),
 ]
+ModelRoots = Annotated[
+    list[Path] | None,
+    typer.Option("--model-root", help="A directory of model directories that jobs and chat "
+                                      "may name (repeatable). Catalog models need none."),
+]
+ModelAliases = Annotated[
+    list[str] | None,
+    typer.Option("--model-alias", help="NAME=MODEL: serve MODEL (a catalog or root model) "
+                                       "when a client names NAME, e.g. "
+                                       "o4-mini-2025-04-16=smollm2-135m-instruct (repeatable)."),
+]
+AliasesFile = Annotated[
+    Path | None,
+    typer.Option("--model-aliases-file", help="A JSON or YAML mapping NAME: MODEL of aliases."),
+]
 
 
 def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> ServiceSettings:
+    """Validated settings; a bad option (a missing model root, an unknown alias target)
+    is one error line, not a pydantic traceback."""
+    from pydantic import ValidationError
+
+    from openrft.errors import InvalidInput
     from openrft.service.settings import ServiceSettings
 
-    return ServiceSettings(data_dir=data_dir, database_url=database_url, **extra)
+    try:
+        return ServiceSettings(data_dir=data_dir, database_url=database_url, **extra)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise InvalidInput(where, first["msg"].removeprefix("Value error, ")) from None
+
+
+def _model_access(roots: list[Path] | None, aliases: list[str] | None,
+                  aliases_file: Path | None) -> dict[str, Any]:
+    """Settings fields from the model options; a malformed alias is one error line."""
+    from openrft.errors import InvalidInput
+
+    mapping: dict[str, str] = {}
+    if aliases_file is not None:
+        mapping.update(_read_aliases_file(aliases_file))
+    for item in aliases or []:
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise InvalidInput("--model-alias", f"expected NAME=MODEL, got {item!r}")
+        mapping[alias.strip()] = target.strip()
+    return {"model_roots": tuple(roots or ()), "model_aliases": mapping}
+
+
+def _read_aliases_file(path: Path) -> dict[str, str]:
+    import yaml
+
+    from openrft.data.jsonl import read_text_file
+    from openrft.errors import InvalidInput
+
+    try:
+        data = yaml.safe_load(read_text_file(path))  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise InvalidInput(str(path), f"invalid JSON/YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise InvalidInput(str(path), "expected a mapping of alias names to model names")
+    return data
 
 
 def _worker_command(data_dir: Path, database_url: str | None, stale_after_s: float) -> list[str]:
@@ -56,8 +114,14 @@ def serve(
     database_url: DatabaseUrl = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Upload limit, MB.")] = 512,
     stale_after_s: StaleAfter = 15.0,
+    model_root: ModelRoots = None,
+    model_alias: ModelAliases = None,
+    model_aliases_file: AliasesFile = None,
 ) -> None:
-    """Run the OpenAI-compatible API (and N training workers) on one machine."""
+    """Run the OpenAI-compatible API (and N training workers) on one machine.
+
+    Jobs and chat may name catalog models (pulled on first use), the project's ft:
+    models, models under a --model-root, and --model-alias names; nothing else."""
     import uvicorn
 
     from openrft.service.app import create_app
@@ -65,7 +129,8 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                         stale_after_s=stale_after_s)
+                         stale_after_s=stale_after_s,
+                         **_model_access(model_root, model_alias, model_aliases_file))
     application = create_app(settings)  # creates the data dir and tables before workers start
     command = _worker_command(settings.data_dir, database_url, stale_after_s)
     children = start_workers(command, workers)

@@ -1,8 +1,9 @@
 """`openrft train config.yaml [--resume] [--output-dir DIR]`: a rich shell over `train()`.
 
 Everything about training lives in `openrft.rl.trainer.train`; this command only loads the
-config, shows a progress bar with the live reward and KL, and says where the run
-directory, the final model and the reward chart are. Bad input is one line, exit 2
+config, shows a progress bar with the live reward and KL (and the kinds of training-health
+findings so far, each printed when it fires), and says where the run directory, the
+final model and the reward chart are. Bad input is one line, exit 2
 (`openrft.cli.main`).
 """
 
@@ -27,12 +28,14 @@ from openrft.rl.reporter import NullReporter
 
 
 class ProgressReporter(NullReporter):
-    """Drives a rich progress bar: step count, train/valid reward, KL, step time."""
+    """Drives a rich progress bar: step count, train/valid reward, KL, step time, findings."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = progress.add_task("training", total=None, status="starting")
         self.valid = "-"
+        self.status = ""
+        self.findings: list[str] = []  # kinds of the training-health findings so far
 
     def on_start(self, total_steps: int, config: dict[str, Any]) -> None:
         # Shown only once training starts: input errors before that stay one clean line.
@@ -42,18 +45,31 @@ class ProgressReporter(NullReporter):
     def on_step(self, metrics: dict[str, Any]) -> None:
         if metrics.get("valid_reward_mean") is not None:
             self.valid = f"{metrics['valid_reward_mean']:.3f}"
-        status = (
+        self.status = (
             f"reward {metrics['train_reward_mean']:.3f} ± {metrics['train_reward_std']:.3f}  "
             f"valid {self.valid}  KL {metrics['kl']:.4f}  {metrics['step_seconds']:.1f}s/step"
         )
-        self.progress.update(self.task, completed=metrics["step"], status=status)
+        self.progress.update(self.task, completed=metrics["step"], status=self._status())
+
+    def _status(self) -> str:
+        if not self.findings:
+            return self.status
+        return f"{self.status}  [yellow]health: {', '.join(self.findings)}[/]"
 
     def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         if data and "resumed_step" in data:
             step = data["resumed_step"]
             self.progress.update(self.task, completed=step, status=f"resumed after step {step}")
-        if level != "info":
-            self.progress.console.print(f"[yellow]{level}:[/] {message}", highlight=False)
+        finding = (data or {}).get("finding")
+        colour = "red" if level == "error" else "yellow"
+        if finding:
+            self.findings.append(finding["kind"])
+            self.progress.update(self.task, status=self._status())
+            self.progress.console.print(
+                f"[{colour}]{level}: {finding['kind']} (since step {finding['step']}):[/] "
+                f"{message}", highlight=False)
+        elif level != "info":
+            self.progress.console.print(f"[{colour}]{level}:[/] {message}", highlight=False)
 
 
 @app.command("train")
@@ -99,3 +115,7 @@ def train_command(
     console.print(f"Reward chart:  {run_dir / 'rewards.png'}")
     if result.full_valid_mean_reward is not None:
         console.print(f"Full validation mean reward: {result.full_valid_mean_reward:.4f}")
+    if result.findings:
+        kinds = ", ".join(f"{f['kind']} (step {f['step']})" for f in result.findings)
+        console.print(f"Training health: {kinds}; see result.json and "
+                      "docs/training_health.md")

@@ -107,7 +107,13 @@ class PythonGraderImpl(BaseGrader):
         outcome = self._run([sample], [item])[0]
         if outcome.error is not None:
             raise outcome.error
-        return score_from_response(outcome.response or {})
+        return self._with_pass(score_from_response(outcome.response or {}))
+
+    def _with_pass(self, score: Score) -> Score:
+        if self.spec.pass_threshold is not None:
+            score.metadata = {**score.metadata,
+                              "passed": score.value >= self.spec.pass_threshold}
+        return score
 
     def grade_many(
         self,
@@ -148,6 +154,6 @@ class PythonGraderImpl(BaseGrader):
         def score() -> Score:
             if outcome.error is not None:
                 raise outcome.error
-            return score_from_response(outcome.response or {})
+            return self._with_pass(score_from_response(outcome.response or {}))
 
         return self.result(score, waited_s=outcome.latency_s)

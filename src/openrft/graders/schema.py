@@ -17,6 +17,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Grader(_Strict):
+    """A grader object. A missing `name` defaults to the grader's `type`, as OpenAI's API
+    accepts graders without one (the graders guide's python and multi examples have none)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data and isinstance(data.get("type"), str):
+            return {**data, "name": data["type"]}
+        return data
+
+
 class InputTextContent(_Strict):
     type: Literal["input_text", "output_text", "text"] = "input_text"
     text: str
@@ -49,7 +61,7 @@ class SamplingParams(_Strict):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
 
-class StringCheckGrader(_Strict):
+class StringCheckGrader(_Grader):
     type: Literal["string_check"]
     name: str
     input: str
@@ -72,7 +84,7 @@ TextSimilarityMetric = Literal[
 ]
 
 
-class TextSimilarityGrader(_Strict):
+class TextSimilarityGrader(_Grader):
     type: Literal["text_similarity"]
     name: str
     input: str
@@ -81,14 +93,17 @@ class TextSimilarityGrader(_Strict):
     pass_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class PythonGrader(_Strict):
+class PythonGrader(_Grader):
     type: Literal["python"]
     name: str
     source: str = Field(max_length=256 * 1024)
     image_tag: str | None = None
+    # Not in openai-python's RFT type, but in OpenAI's evals python grader and in Azure's
+    # RFT examples: accepted; the reward stays the score, metadata says whether it passed.
+    pass_threshold: float | None = None
 
 
-class ScoreModelGrader(_Strict):
+class ScoreModelGrader(_Grader):
     type: Literal["score_model"]
     name: str
     model: str
@@ -108,7 +123,7 @@ class ScoreModelGrader(_Strict):
         return (self.range[0], self.range[1]) if self.range else (0.0, 1.0)
 
 
-class LabelModelGrader(_Strict):
+class LabelModelGrader(_Grader):
     type: Literal["label_model"]
     name: str
     model: str
@@ -125,7 +140,7 @@ class LabelModelGrader(_Strict):
         return self
 
 
-class EndpointGrader(_Strict):
+class EndpointGrader(_Grader):
     """Azure's agentic-RFT `endpoint` grader: POST `{sample, item, trace_id}` to `url`,
     read `{"score": float}` back (graders/endpoint.py)."""
 
@@ -149,13 +164,24 @@ SubGrader = Annotated[
 ]
 
 
-class MultiGrader(_Strict):
+class MultiGrader(_Grader):
     """Several graders combined by an arithmetic formula over their names (no nesting)."""
 
     type: Literal["multi"]
     name: str
     graders: dict[str, SubGrader] = Field(min_length=1)
     calculate_output: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_grader(cls, data: Any) -> Any:
+        """openai-python types `graders` as one grader object; the guide uses a mapping.
+        One grader object becomes `{its name (or type): grader}`."""
+        graders = data.get("graders") if isinstance(data, dict) else None
+        if isinstance(graders, dict) and isinstance(graders.get("type"), str):
+            key = graders.get("name") or graders["type"]
+            return {**data, "graders": {key: graders}}
+        return data
 
 
 Grader = Annotated[

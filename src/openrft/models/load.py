@@ -1,4 +1,5 @@
-"""Load a Hugging Face causal LM for training or generation: local dir, PEFT adapter, hub id.
+"""Load a Hugging Face causal LM for training or generation: catalog name, local dir,
+PEFT adapter, hub id.
 
 One entry point, `load_model`, so the trainer, evaluation, the CLI and the service agree on
 dtype/device defaults, padding side, pad token and chat template. Everything that can go
@@ -95,7 +96,11 @@ def load_model(
     trainable: bool = False,
     lora: LoraSettings | None = None,
 ) -> LoadedModel:
-    """Load a model directory, a PEFT adapter directory or a hub id.
+    """Load a catalog model by name, a model directory, a PEFT adapter directory or a hub id.
+
+    A name that is not a local path but names a model in the models directory (see
+    `openrft.models.catalog`) loads from there; a catalog model not pulled yet is pulled
+    on first use (once, cached), so configs and the API can say "smollm2-135m-instruct".
 
     - `trainable=False`: inference only (eval mode, no gradients).
     - `trainable=True, lora=None`: full fine-tuning (every parameter trainable), or, for an
@@ -104,22 +109,24 @@ def load_model(
       trainable ones (implies `trainable`).
     """
     name = str(name_or_path)
+    source = resolve_model_reference(name)
     target_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target_device)
-    adapter_config = _adapter_config(name)
+    adapter_config = _adapter_config(source)
     if adapter_config is not None:
         base_name = str(adapter_config.get("base_model_name_or_path") or "")
         if not base_name:
             raise InvalidInput(f"{name}/adapter_config.json", "base_model_name_or_path is empty")
         if lora is not None:
             logger.warning("%s is already a LoRA adapter; its own settings are used", name)
-        base = _load_transformers_model(base_name, torch_dtype)
-        model = _attach_adapter(base, name, trainable=trainable or lora is not None)
-        tokenizer = _load_tokenizer(name if _has_tokenizer(name) else base_name)
+        base_source = resolve_model_reference(base_name)
+        base = _load_transformers_model(base_source, torch_dtype)
+        model = _attach_adapter(base, source, trainable=trainable or lora is not None)
+        tokenizer = _load_tokenizer(source if _has_tokenizer(source) else base_source)
     else:
         base_name = name
-        model = _load_transformers_model(name, torch_dtype)
-        tokenizer = _load_tokenizer(name)
+        model = _load_transformers_model(source, torch_dtype)
+        tokenizer = _load_tokenizer(source)
         if lora is not None:
             model = _wrap_lora(model, lora)
         else:
@@ -136,6 +143,24 @@ def load_model(
         is_adapter=adapter_config is not None or lora is not None,
         device=target_device,
     )
+
+
+def resolve_model_reference(name: str) -> str:
+    """What transformers should open for `name`: a local path as given; else a model in
+    the models directory (a catalog model is pulled there on first use); else `name`
+    itself (a hub id, found in the local hub cache or fetched when a hub is reachable)."""
+    if _is_local_reference(name):
+        return name
+    from openrft.models import catalog
+
+    pulled = catalog.pulled_path(name)
+    if pulled is not None:
+        return str(pulled)
+    if name in catalog.CATALOG:
+        logger.warning("model %s is not pulled yet: pulling it into %s (once; later runs "
+                       "reuse it)", name, catalog.models_dir())
+        return str(catalog.ensure_model(name))
+    return name
 
 
 def _is_local_reference(name: str) -> bool:

@@ -46,7 +46,8 @@ def save_checkpoint(
 ) -> Path:
     """Write `checkpoints_dir/step-<step>/` atomically and return its path.
 
-    `state` holds plain JSON values the trainer wants back (seed, epoch, ...).
+    `state` holds plain JSON values the trainer wants back (seed, epoch, ...) and the
+    step's `valid_reward_mean`, which `prune_checkpoints` ranks by.
     """
     path = checkpoints_dir / f"step-{step}"
     tmp = checkpoints_dir / f".tmp-step-{step}"
@@ -75,10 +76,32 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     return checkpoints_dir / f"step-{steps[-1]}" if steps else None
 
 
-def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
-    """Delete all but the `keep` newest checkpoints."""
-    for step in checkpoint_steps(checkpoints_dir)[:-keep]:
-        shutil.rmtree(checkpoints_dir / f"step-{step}", ignore_errors=True)
+def prune_checkpoints(checkpoints_dir: Path, keep: int, keep_newest: bool = True) -> None:
+    """Keep the `keep` checkpoints with the highest validation reward, as OpenAI keeps
+    the 3 with the highest `valid_reward_mean`; delete the others.
+
+    A checkpoint without a score (no validation at its step) ranks below every scored
+    one, ties go to the newer step, so a run without a validation file keeps its newest.
+    With `keep_newest` (while training) the newest checkpoint is kept too, whatever its
+    score: a stopped run resumes from it.
+    """
+    steps = checkpoint_steps(checkpoints_dir)
+    scores = {step: checkpoint_score(checkpoints_dir / f"step-{step}") for step in steps}
+    ranked = sorted(steps, key=lambda s: (scores[s] is not None, scores[s] or 0.0, s),
+                    reverse=True)
+    kept = set(ranked[:keep]) | ({steps[-1]} if keep_newest and steps else set())
+    for step in steps:
+        if step not in kept:
+            shutil.rmtree(checkpoints_dir / f"step-{step}", ignore_errors=True)
+
+
+def checkpoint_score(path: Path) -> float | None:
+    """The `valid_reward_mean` measured at a checkpoint's step, if validation ran then."""
+    try:
+        value = json.loads((path / STATE_JSON).read_text()).get("valid_reward_mean")
+    except (OSError, ValueError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def load_trainer_state(

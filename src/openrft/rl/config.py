@@ -27,6 +27,14 @@ Auto = Literal["auto"]
 LossType = Literal["grpo", "dr_grpo", "dapo"]
 RewardScaling = Literal["group", "batch", "none"]
 ReasoningEffort = Literal["default", "low", "medium", "high"]
+MonitorAction = Literal["warn", "pause", "fail"]
+FindingKind = Literal[
+    "no_signal", "truncation", "length_drift", "entropy_collapse", "kl_blowup", "overfitting",
+    "reward_near_max", "grader_errors", "grader_dominance",
+]
+
+PREFLIGHT_ROWS = 32  # training rows a preflight samples (each group_size times)
+PREFLIGHT_AUTO_FACTOR = 10  # auto preflight when the run samples >= 10x preflight's prompts
 
 
 class _Strict(BaseModel):
@@ -50,6 +58,60 @@ class Hyperparameters(_Strict):
     """Optimizer steps between validation runs. auto: ceil(total_steps / 10)."""
     eval_samples: Annotated[int, Field(ge=1)] | Auto = "auto"
     """Validation rows sampled (once each) per validation run. auto: min(32, rows)."""
+
+
+class MonitorSettings(_Strict):
+    """Thresholds of the training-health monitor (rl/monitor.py, docs/training_health.md).
+    Findings are alerts: they never change the reward."""
+
+    enabled: bool = True
+    """Watch every step's metrics and report findings as warn/error events."""
+    patience: int = Field(default=3, ge=1)
+    """Consecutive steps a per-step condition must hold before its finding fires (no
+    signal, truncation, grader errors, dominance); also the window that length, entropy
+    and reward trends average over."""
+    no_signal_share: float = Field(default=0.9, gt=0, le=1)
+    """Share of groups whose samples all got the same reward (zero advantage)."""
+    on_no_signal: MonitorAction = "warn"
+    """What a no-signal finding does: warn (event only), pause (checkpoint and pause the
+    run, as `POST .../pause` does) or fail (stop the run as failed)."""
+    actions: dict[FindingKind, MonitorAction] = Field(default_factory=dict)
+    """The same choice for any finding, by kind (e.g. {truncation: pause}); a kind not
+    listed warns (no_signal: on_no_signal)."""
+    truncation_share: float = Field(default=0.3, gt=0, le=1)
+    """Share of samples that hit max_tokens (counted when the cut costs reward: see
+    truncation_penalty)."""
+    truncation_penalty: float = Field(default=0.1, ge=0)
+    """How much less (as a share of the reward range) cut samples must score than finished
+    ones, pooled over patience steps, and never less than chance allows; cut samples
+    scoring about the minimum, or cut inside reasoning, always count."""
+    length_drift_ratio: float = Field(default=2.5, gt=1)
+    """Mean completion length this many times longer (or shorter) than at the start."""
+    entropy_collapse_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Entropy below this fraction of its start while the reward has stopped improving."""
+    plateau_delta: float = Field(default=0.05, ge=0)
+    """Largest rise of the mean train reward between two patience windows that still
+    counts as a plateau (a fall counts too)."""
+    kl_max: float = Field(default=1.0, gt=0)
+    """Mean per-token KL to the reference (only measured when beta > 0)."""
+    clip_fraction_max: float = Field(default=0.3, gt=0, le=1)
+    """Share of tokens whose importance ratio left the clip range (num_iterations > 1)."""
+    overfit_points: int = Field(default=3, ge=2)
+    """Validation runs the overfitting trend is fitted over."""
+    overfit_delta: float = Field(default=0.1, gt=0)
+    """Train reward rise and validation reward fall (fitted, over those runs) that count;
+    never less than the sampling noise of the means compared (rl/monitor.noise_band)."""
+    near_max_fraction: float = Field(default=0.95, gt=0, le=1)
+    """Train reward at this fraction of the grader's range counts as "at the maximum"."""
+    valid_gap: float = Field(default=0.25, gt=0)
+    """How far validation must lag a near-maximal train reward to be suspicious (never
+    less than the sampling noise of eval_samples rewards)."""
+    reward_max: float | None = None
+    """Top of the reward scale. None: the top of a score_model's range, else 1.0."""
+    error_share: float = Field(default=0.1, gt=0, le=1)
+    """Share of samples with a grader error, or of structured outputs that did not parse."""
+    dominance_share: float = Field(default=0.8, gt=0, le=1)
+    """Share of the within-group reward variation one `multi` sub-grader explains."""
 
 
 class ExpertSettings(_Strict):
@@ -128,18 +190,30 @@ class ExpertSettings(_Strict):
     save_every: Annotated[int, Field(ge=1)] | Auto = "auto"
     """Optimizer steps between checkpoints. auto: eval_interval."""
     keep_checkpoints: int = Field(default=3, ge=1)
-    """How many of the latest checkpoints to keep on disk (OpenAI keeps 3)."""
+    """How many checkpoints to keep: those with the highest valid_reward_mean (OpenAI keeps
+    3), or the newest without a validation file. While training the newest is kept too."""
     keep_samples: int = Field(default=8, ge=0)
     """Sampled completions per step written to samples.jsonl."""
     max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimizer steps even if epochs remain."""
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    """Training-health thresholds and actions (docs/training_health.md)."""
+    preflight: bool | Auto = "auto"
+    """Sample and grade the base model before step 1 (rl/preflight.py) and report the
+    verdict as events. auto: on when the run samples at least 10x the prompts the
+    preflight does (its 32 rows, or all rows if fewer), so it costs at most ~10% of the
+    run's sampling and no training."""
+    preflight_override: bool = False
+    """Train even when the preflight finds no signal (too hard / too easy); the default
+    fails fast with the preflight's advice."""
 
 
 class RFTConfig(_Strict):
     """A reinforcement fine-tuning job: OpenAI's job-creation body plus `expert:` knobs."""
 
     model: str
-    """Base model: a local directory (HF format) or a hub id already in the local cache."""
+    """Base model: a catalog name (pulled on first use, see `openrft models list`), a local
+    directory (HF format) or a hub id already in the local cache."""
     training_file: str
     """JSONL of prompts (messages ending with a user turn) plus reference fields."""
     validation_file: str | None = None
@@ -272,6 +346,8 @@ class ResolvedConfig:
     steps_per_epoch: int
     total_steps: int
     learning_rate: float
+    learning_rate_multiplier: float
+    compute_multiplier: float
     reasoning_effort: ReasoningEffort
     eval_interval: int
     eval_samples: int  # validation rows per periodic validation (0: no validation file)
@@ -301,11 +377,20 @@ class ResolvedConfig:
     scale_rewards: RewardScaling
     keep_checkpoints: int
     keep_samples: int
+    monitor: dict[str, Any]  # MonitorSettings as a mapping
+    preflight: bool
+    preflight_override: bool
     tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
     max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# OpenAI's seven RFT hyperparameters: ResolvedConfig holds each under the same name.
+OPENAI_HYPERPARAMETERS = ("batch_size", "learning_rate_multiplier", "n_epochs",
+                          "reasoning_effort", "compute_multiplier", "eval_interval",
+                          "eval_samples")
 
 
 def _auto(value: Any, default: Any) -> Any:
@@ -322,6 +407,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
     total_steps   = ceil(n_train_rows / batch_size) * n_epochs, capped by max_steps
     eval_interval = auto: ceil(total_steps / 10); eval_samples = auto: min(32, valid rows)
     save_every    = auto: eval_interval; epsilon_high = None: 0.28 (dapo) or epsilon
+    preflight     = auto: total_steps * batch_size >= 10 * min(32, n_train_rows)
     seed          = None: drawn at random (the run records it)
     """
     hp, ex = config.hyperparameters, config.expert
@@ -351,6 +437,8 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         learning_rate=base_lr * _auto(hp.learning_rate_multiplier, 1.0),
+        learning_rate_multiplier=_auto(hp.learning_rate_multiplier, 1.0),
+        compute_multiplier=_auto(hp.compute_multiplier, 1.0),
         reasoning_effort=hp.reasoning_effort,
         eval_interval=eval_interval,
         eval_samples=min(_auto(hp.eval_samples, 32), n_valid_rows),
@@ -382,4 +470,14 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         keep_samples=ex.keep_samples,
         tools=[t.model_dump(exclude_none=True) for t in config.tools] if config.tools else None,
         max_episode_steps=(config.max_episode_steps or 10) if config.tools else 1,
+        monitor=ex.monitor.model_dump(),
+        preflight=_auto_preflight(ex.preflight, total_steps * batch_size, n_train_rows),
+        preflight_override=ex.preflight_override,
     )
+
+
+def _auto_preflight(preflight: bool | str, sampled_prompts: int, n_train_rows: int) -> bool:
+    """auto: preflight when it costs at most 1/PREFLIGHT_AUTO_FACTOR of the run's sampling."""
+    if isinstance(preflight, bool):
+        return preflight
+    return sampled_prompts >= PREFLIGHT_AUTO_FACTOR * min(PREFLIGHT_ROWS, n_train_rows)

@@ -5,7 +5,7 @@
       metrics.jsonl      one row per optimizer step (see docs/training.md for the glossary)
       samples.jsonl      sampled completions with scores, keep_samples per step
       events.jsonl       human-readable events (level, message, data)
-      checkpoints/step-N/  resumable checkpoints (the newest keep_checkpoints)
+      checkpoints/step-N/  resumable checkpoints (the keep_checkpoints best by validation reward)
       final/             the trained model (adapter or full), loadable by load_model
       result.json        final_model_dir, full_valid_mean_reward, steps, status
       rewards.png        train reward mean +- std and validation reward per step

@@ -21,6 +21,7 @@ import torch
 from openrft.graders.base import RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
+from openrft.rl.health_metrics import step_health_metrics
 from openrft.rl.logprobs import (
     LogProbs,
     TokenBatch,
@@ -333,6 +334,9 @@ def run_step(
         "forward_replayed": stats.replayed,
         "learning_rate": learning_rate,
         "completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
+        # prompt + completion tokens of every sequence the update ran over (OpenAI's
+        # trained_tokens sums this over steps)
+        "trained_tokens": sum(len(s.prompt_ids) for s in samples) + sum(completion_tokens),
         "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
         "zero_variance_groups": int(zero_variance_groups(rewards, cfg.group_size).sum()),
         "grader_errors": sum(1 for g in grades if g.errors),
@@ -344,6 +348,7 @@ def run_step(
         "step_seconds": finished - started,
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),
         **episode_metrics(samples),
+        **step_health_metrics(cfg, samples, grades, rewards.tolist()),  # rl/health_metrics.py
     }
     records = sample_records(step, samples, grades, advantages, prompts, cfg.group_size,
                              cfg.keep_samples)

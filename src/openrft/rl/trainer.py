@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from openrft.data.dataset import Dataset, load_dataset
-from openrft.errors import InvalidInput
+from openrft.errors import InvalidInput, TrainingHealthError
 from openrft.graders.base import make_reward_fn
 from openrft.rl.checkpoint import (
     latest_checkpoint,
@@ -28,8 +28,11 @@ from openrft.rl.checkpoint import (
     save_checkpoint,
     save_model_dir,
 )
-from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
+from openrft.rl.config import MonitorSettings, ResolvedConfig, RFTConfig, load_config, resolve
+from openrft.rl.monitor import Action, TrainingMonitor, run_facts
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
+from openrft.rl.precision import autocast_forwards
+from openrft.rl.preflight_gate import run_preflight_gate
 from openrft.rl.reporter import MultiReporter, Reporter
 from openrft.rl.run_dir import CONFIG, METRICS, RunDirReporter, read_jsonl_rows
 from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
@@ -48,6 +51,7 @@ class TrainResult:
     full_valid_mean_reward: float | None  # None without a validation file or when stopped
     metrics_path: str
     stopped: Literal["paused", "cancelled"] | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)  # rl/monitor.py Findings
 
 
 @dataclass
@@ -88,6 +92,8 @@ def train(
     )
     ctx.episodes = make_episode_runner(ctx.engine, tokenizer, cfg.tools, cfg.max_episode_steps,
                                        _rows_have_tools(data))
+    if cfg.preflight and start_step == 0:
+        _preflight(ctx, data.train, grader, reporters)
     reporters.on_start(cfg.total_steps, cfg.to_dict())
     if start_step:
         reporters.on_event("info", f"Resumed from {checkpoint} at step {start_step}",
@@ -101,6 +107,17 @@ def train(
         grader.close()
         if ctx.episodes is not None:
             ctx.episodes.close()
+
+
+def _preflight(ctx: StepContext, rows: Dataset, grader: Any, reporters: MultiReporter) -> None:
+    """expert.preflight: sample the base policy before step 1 (rl/preflight_gate.py)."""
+    policy = ctx.policy
+    precision = autocast_forwards(policy.autocast_dtype, next(policy.model.parameters()).device)
+    try:
+        run_preflight_gate(ctx.cfg, ctx.engine, rows, grader, reporters, precision)
+    except BaseException:
+        grader.close()
+        raise
 
 
 class _TrainingLoop:
@@ -118,10 +135,13 @@ class _TrainingLoop:
         self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
         self.checkpoints = output_dir / "checkpoints"
         self.last_saved = -1
+        self.monitor = TrainingMonitor(MonitorSettings(**ctx.cfg.monitor), run_facts(ctx.cfg))
 
     def run(self, start_step: int) -> TrainResult:
         cfg, step = self.cfg, start_step
         self.last_saved = start_step if start_step else -1
+        if start_step and (self.output_dir / METRICS).exists():
+            self.monitor.replay(read_jsonl_rows(self.output_dir / METRICS))
         for step in range(start_step + 1, cfg.total_steps + 1):
             request = self.reporters.should_stop()
             if request is not None:
@@ -139,8 +159,13 @@ class _TrainingLoop:
             message = _step_message(metrics, cfg.total_steps)
             logger.info(message)
             self.reporters.on_event("info", message, metrics)
+            action = self._watch(metrics)
             if step % cfg.save_every == 0 or step == cfg.total_steps:
                 self._checkpoint(step, metrics)
+            if action == "pause":
+                return self._stop("pause", step)
+            if action == "fail":
+                self._fail(step)
         return self._finish(max(step, start_step))
 
     def _periodic_validation(self, step: int) -> dict[str, float]:
@@ -164,11 +189,27 @@ class _TrainingLoop:
             self.tokenizer,
             policy.optimizer,
             policy.scheduler,
-            {"seed": self.cfg.seed, "epoch": metrics.get("epoch", 0), "data_position": step},
+            {"seed": self.cfg.seed, "epoch": metrics.get("epoch", 0), "data_position": step,
+             "valid_reward_mean": metrics.get("valid_reward_mean")},
         )
         prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints)
         self.last_saved = step
         self.reporters.on_checkpoint(step, str(path), metrics)
+
+    def _watch(self, metrics: dict[str, Any]) -> Action | None:
+        """Report the monitor's new findings as events; the strongest action they ask for."""
+        actions: list[Action] = []
+        for finding in self.monitor.observe(metrics):
+            self.reporters.on_event(finding.severity, finding.message,
+                                    {"finding": finding.to_dict()})
+            actions.append(finding.action)
+        return "fail" if "fail" in actions else "pause" if "pause" in actions else None
+
+    def _fail(self, step: int) -> None:
+        failing = [f for f in self.monitor.findings if f.action == "fail"]
+        result = self._result(step, None, None, None)
+        self.reporters.on_end({**asdict(result), "status": "failed"})
+        raise TrainingHealthError(failing[-1].message)
 
     def _stop(self, request: str, step: int) -> TrainResult:
         stopped: Literal["paused", "cancelled"] = "paused" if request == "pause" else "cancelled"
@@ -192,6 +233,8 @@ class _TrainingLoop:
             self.reporters.on_event("info", f"Full validation mean reward={full_valid:.4f}")
         final_dir = self.output_dir / "final"
         save_model_dir(final_dir, self.ctx.policy.model, self.tokenizer)
+        # the newest was kept for resuming; a finished run keeps only the best
+        prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints, keep_newest=False)
         result = self._result(step, str(final_dir), full_valid, None)
         self.reporters.on_end({**asdict(result), "status": "succeeded", "seed": self.cfg.seed})
         return result
@@ -206,6 +249,7 @@ class _TrainingLoop:
             full_valid_mean_reward=full_valid,
             metrics_path=str(self.output_dir / METRICS),
             stopped=stopped,
+            findings=[finding.to_dict() for finding in self.monitor.findings],
         )
 
 

@@ -44,8 +44,10 @@ def create_api_key(session: Session, project_name: str) -> str:
 def authenticate(session: Session, authorization: str | None) -> Principal:
     """The caller's project from an `Authorization: Bearer <key>` header, else 401."""
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'.",
-                       code="missing_api_key")
+        # OpenAI's wording: clients tell a missing key from a wrong one by this text
+        raise APIError(401, "You didn't provide an API key. You need to provide your API key "
+                            "in an Authorization header using Bearer auth (i.e. Authorization: "
+                            "Bearer YOUR_KEY).", code="missing_api_key")
     key = authorization[len("bearer "):].strip()
     key_id = key[len(KEY_PREFIX):].split("-", 1)[0] if key.startswith(KEY_PREFIX) else ""
     found = queries.find_api_key(session, key_id) if key_id else None

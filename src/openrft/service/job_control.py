@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from openrft.service.auth import Principal
-from openrft.service.errors import APIError, not_found
+from openrft.service.errors import APIError, job_not_found
 from openrft.service.job_spec import prepare_job
 from openrft.service.schemas import CreateJobRequest
 from openrft.service.settings import ServiceSettings
@@ -39,7 +39,7 @@ def create_job(session: Session, settings: ServiceSettings, principal: Principal
 def owned_job(session: Session, principal: Principal, job_id: str) -> Job:
     job = job_queries.get_job(session, principal.project_id, job_id)
     if job is None:
-        raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
+        raise job_not_found(job_id)
     return job
 
 

@@ -3,8 +3,9 @@
 All checks happen before a row exists: the files belong to the caller, the grader is
 valid, every training/validation row has the `{{ item.x }}` fields the grader uses,
 the hyperparameters and expert knobs build a valid `RFTConfig`, and the base model is
-a local directory, a hub id or one of the project's `ft:` models. A bad request is a
-400 naming the field or `file-id:line`; nothing is stored.
+one this server may serve (`model_access`: catalog, model roots, the project's `ft:`
+models, after aliases). A bad request is a 400 naming the field or `file-id:line`;
+nothing is stored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from openrft.data.jsonl import parse_jsonl_numbered, read_text_file, require_obj
 from openrft.errors import InvalidInput
 from openrft.service.auth import Principal
 from openrft.service.errors import APIError
+from openrft.service.model_access import resolve_model
 from openrft.service.schemas import CreateJobRequest
 from openrft.service.settings import ServiceSettings
 from openrft.service.store import queries
@@ -28,20 +30,11 @@ from openrft.service.store.ids import new_id, now
 from openrft.service.store.models import Job, StoredFile
 
 
-def resolve_model_path(session: Session, project_id: str, name: str) -> str:
-    """What `load_model` should receive for a job's or a chat request's `model`."""
-    if name.startswith("ft:"):
-        model = queries.get_fine_tuned_model(session, project_id, name)
-        if model is not None:
-            return model.path
-        checkpoint = queries.get_checkpoint_model(session, project_id, name)
-        if checkpoint is not None:
-            return checkpoint.path
-        raise APIError(404, f"The model '{name}' does not exist", param="model",
-                       code="model_not_found")
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    return name  # a hub id: load_model finds it in the local cache or fails the job
+def resolve_model_path(session: Session, settings: ServiceSettings, project_id: str,
+                       name: str) -> str:
+    """What `load_model` should receive for a job's or a chat request's `model` (a 400
+    `model_not_found` for anything the server may not serve; see `model_access`)."""
+    return resolve_model(session, settings, project_id, name).load_as
 
 
 def normalized_method(body: CreateJobRequest) -> dict[str, Any]:
@@ -50,6 +43,11 @@ def normalized_method(body: CreateJobRequest) -> dict[str, Any]:
         hyper = body.hyperparameters.model_dump(exclude_none=True) if body.hyperparameters else {}
         return {"type": "supervised", "supervised": {"hyperparameters": hyper}}
     method = body.method.model_dump(exclude_none=True)
+    if body.hyperparameters is not None and method["type"] != "supervised":
+        raise APIError(400, "hyperparameters: the top-level form is the deprecated supervised "
+                            f"one; give {method['type']} hyperparameters in "
+                            f"method.{method['type']}.hyperparameters",
+                       param="hyperparameters", code="invalid_value")
     if method["type"] == "dpo":
         raise APIError(400, "method.type: 'dpo' is not supported by OpenRFT "
                             "(use 'reinforcement' or 'supervised')", param="method.type")
@@ -118,25 +116,31 @@ def _check_rows(method: dict[str, Any], files: list[StoredFile]) -> None:
 
 def _check_grader(method: dict[str, Any]) -> None:
     from openrft.graders.base import validate
+    from openrft.graders.schema import REINFORCEMENT_TOP_LEVEL_TYPES, grader_type
 
+    grader = method["reinforcement"]["grader"]
     try:
-        validate(method["reinforcement"]["grader"])
+        validate(grader)
     except InvalidInput as exc:
         raise InvalidInput(f"method.reinforcement.{exc.location}", exc.message) from None
+    kind = grader_type(grader)
+    if kind not in REINFORCEMENT_TOP_LEVEL_TYPES:  # as OpenAI: label_model in multi only
+        raise APIError(400, f"Invalid value for 'method.reinforcement.grader.type': {kind!r} "
+                            f"cannot be the grader of a reinforcement job; use one of "
+                            f"{', '.join(REINFORCEMENT_TOP_LEVEL_TYPES)} (a {kind} grader "
+                            "may be used inside a multi grader)",
+                       param="method.reinforcement.grader.type", code="invalid_value")
 
 
 def prepare_job(session: Session, settings: ServiceSettings, principal: Principal,
                 body: CreateJobRequest) -> Job:
     """Validate a creation request and return the (unsaved) job, its data copied in."""
     method = normalized_method(body)
-    if body.integrations:
-        raise APIError(400, "integrations: not supported by OpenRFT (metrics are in the job's "
-                            "events and the dashboard)", param="integrations")
     training = _owned_file(session, principal, body.training_file, "training_file")
     files = [training]
     if body.validation_file:
         files.append(_owned_file(session, principal, body.validation_file, "validation_file"))
-    model_path = resolve_model_path(session, principal.project_id, body.model)
+    model_path = resolve_model_path(session, settings, principal.project_id, body.model)
     if method["type"] == "reinforcement":
         _check_grader(method)
     _check_rows(method, files)
@@ -147,6 +151,7 @@ def prepare_job(session: Session, settings: ServiceSettings, principal: Principa
         expert=body.expert, suffix=body.suffix,
         seed=body.seed if body.seed is not None else random.SystemRandom().randrange(2**31),
         job_metadata=body.metadata, status="validating_files",
+        integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []] or None,
         output_dir=str(settings.jobs_dir / job_id / "run"), created_at=now(),
     )
     if method["type"] == "reinforcement":

@@ -8,9 +8,9 @@ send newer options (chat completions).
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 T = TypeVar("T")
 
@@ -92,6 +92,25 @@ class Method(_Strict):
     dpo: dict[str, Any] | None = None
 
 
+class WandbSettings(_Strict):
+    """OpenAI's Weights & Biases integration settings."""
+
+    project: str = Field(min_length=1)
+    name: str | None = None
+    entity: str | None = None
+    tags: list[str] | None = None
+
+
+class Integration(_Strict):
+    type: Literal["wandb"]
+    wandb: WandbSettings
+
+
+# OpenAI's metadata limits: at most 16 pairs, keys <= 64 characters, values <= 512.
+MetadataKey = Annotated[str, StringConstraints(max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
 class CreateJobRequest(_Strict):
     model: str = Field(min_length=1)
     training_file: str
@@ -100,8 +119,8 @@ class CreateJobRequest(_Strict):
     hyperparameters: SupervisedHyperparameters | None = None  # deprecated (SFT) form
     suffix: str | None = Field(default=None, max_length=64)
     seed: int | None = None
-    metadata: dict[str, str] | None = None
-    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(default=None, max_length=16)
+    integrations: list[Integration] | None = None
     expert: dict[str, Any] | None = Field(
         default=None,
         description="OpenRFT extension: engine knobs (group_size, max_tokens, lora_rank, ...).",

@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from openrft.rl.reporter import MultiReporter, Reporter
+from openrft.service.integrations import integration_reporters
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.job_spec import build_rft_config, job_data_dir
+from openrft.service.model_access import trained_model_name
 from openrft.service.settings import ServiceSettings
 from openrft.service.store.models import Job
 
@@ -24,21 +27,40 @@ class TrainingOutcome:
 
 
 def run_training(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> TrainingOutcome:
+    prepare_base_model(job, reporter)
+    # the store first: its stop request wins; integrations (wandb) only mirror the metrics
+    reporters = MultiReporter([reporter, *integration_reporters(job, reporter)])
     if job.method["type"] == "reinforcement":
         from openrft.rl.trainer import train
 
         config = build_rft_config(job, job_data_dir(settings, job.id))
         # resume=True continues from the latest checkpoint, or starts fresh when none exists.
-        result = train(config, reporter=reporter, resume=True)
+        result = train(config, reporter=reporters, resume=True)
         stopped = result.stopped is not None
         final = result.final_model_dir
     else:
-        final = str(_train_supervised(job, settings, reporter))
+        final = str(_train_supervised(job, settings, reporters))
         stopped = reporter.stop_seen is not None
     return TrainingOutcome(final_model_dir=None if stopped else final, stopped=stopped)
 
 
-def _train_supervised(job: Job, settings: ServiceSettings, reporter: StoreReporter) -> Any:
+def prepare_base_model(job: Job, reporter: StoreReporter) -> None:
+    """Record which model trains (an alias names another) and pull a catalog model that
+    is not in the models directory yet, with an event before and after (once, cached)."""
+    from openrft.models import catalog
+
+    base = trained_model_name(job)
+    requested = f" (requested as {job.model})" if base != job.model else ""
+    reporter.on_event("info", f"Base model: {base}{requested}",
+                      {"base_model": base, "requested_model": job.model})
+    if job.model_path in catalog.CATALOG and catalog.pulled_path(job.model_path) is None:
+        reporter.on_event("info", f"Pulling base model {base} from the model catalog "
+                                  "(first use; later jobs reuse it)")
+        catalog.ensure_model(job.model_path)
+        reporter.on_event("info", f"Pulled base model {base}")
+
+
+def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter) -> Any:
     """SFT has no mid-run resume: a resumed supervised job starts again from the base model."""
     from openrft.data.jsonl import read_jsonl
     from openrft.models.load import LoraSettings

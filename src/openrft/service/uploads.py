@@ -22,6 +22,25 @@ CHUNK_BYTES = 1024 * 1024
 PURPOSES = ("fine-tune", "user_data")
 
 
+# OpenAI's bounds for a file's `expires_after.seconds`: one hour to 30 days.
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 30 * 24 * 3600
+
+
+def expiry_seconds(anchor: str | None, seconds: str | None) -> int | None:
+    """Validate `expires_after` ({anchor: "created_at", seconds}); None when not given."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise APIError(400, f"expires_after.anchor: must be 'created_at', got {anchor!r}",
+                       param="expires_after.anchor", code="invalid_value")
+    if seconds is None or not seconds.isdigit() or not (
+            MIN_EXPIRY_S <= int(seconds) <= MAX_EXPIRY_S):
+        raise APIError(400, f"expires_after.seconds: must be an integer from {MIN_EXPIRY_S} "
+                            f"to {MAX_EXPIRY_S}, got {seconds!r}",
+                       param="expires_after.seconds", code="invalid_value")
+    return int(seconds)
+
+
 class ReceivedFile:
     """A validated upload waiting in a temp file; `publish` moves it to its final path."""
 

@@ -12,16 +12,27 @@ from openrft.service.store.queries import Page
 def file_object(row: StoredFile) -> schemas.FileObject:
     return schemas.FileObject(
         id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
-        purpose=row.purpose,
+        purpose=row.purpose, expires_at=row.expires_at,
     )
 
 
-def job_hyperparameters(method: dict[str, Any]) -> dict[str, Any]:
-    """The method's hyperparameters with unset values shown as "auto", as OpenAI does."""
+def job_hyperparameters(method: dict[str, Any],
+                        resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's hyperparameters: unset values are "auto" until training starts, then
+    the values "auto" resolved to, as OpenAI fills them in."""
     body = method.get(method["type"]) or {}
     given = {k: v for k, v in (body.get("hyperparameters") or {}).items() if v is not None}
     keys = ("batch_size", "learning_rate_multiplier", "n_epochs")
-    return {**{k: "auto" for k in keys}, **given}
+    return {**{k: "auto" for k in keys}, **given, **(resolved or {})}
+
+
+def shown_method(job: Job) -> dict[str, Any]:
+    """The stored method, its hyperparameters shown resolved once training has started."""
+    if not job.resolved_hyperparameters or job.method["type"] not in job.method:
+        return job.method
+    body = dict(job.method[job.method["type"]] or {})
+    body["hyperparameters"] = job_hyperparameters(job.method, job.resolved_hyperparameters)
+    return {**job.method, job.method["type"]: body}
 
 
 def redacted_method(method: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +57,7 @@ def job_object(job: Job) -> schemas.FineTuningJob:
         error=schemas.JobError(**job.error) if job.error else None,
         fine_tuned_model=job.fine_tuned_model,
         finished_at=job.finished_at,
-        hyperparameters=job_hyperparameters(job.method),
+        hyperparameters=job_hyperparameters(job.method, job.resolved_hyperparameters),
         model=job.model,
         organization_id=job.project_id,
         seed=job.seed,
@@ -55,8 +66,10 @@ def job_object(job: Job) -> schemas.FineTuningJob:
         training_file=job.training_file,
         validation_file=job.validation_file,
         metadata=job.job_metadata,
-        method=redacted_method(job.method),
+        method=redacted_method(shown_method(job)),
         user_provided_suffix=job.suffix,
+        integrations=job.integrations,
+        estimated_finish=job.estimated_finish,
     )
 
 

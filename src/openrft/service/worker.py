@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
 from openrft.service.job_reporter import StoreReporter, fine_tuned_model_name
+from openrft.service.model_access import trained_model_name
 from openrft.service.settings import ServiceSettings
 from openrft.service.store import jobs as job_queries
 from openrft.service.store import queries
@@ -79,8 +80,8 @@ class Worker:
                 session, job.id,
                 f"{'Resumed' if resumed else 'Started'} by worker {self.worker_id}",
             )
-        name = fine_tuned_model_name(job.model, project.name if project else "", job.suffix,
-                                     job.id)
+        name = fine_tuned_model_name(trained_model_name(job), project.name if project else "",
+                                     job.suffix, job.id)
         self._run_claimed(job, name)
         return True
 
@@ -153,6 +154,11 @@ class Worker:
         error: dict[str, str | None]
         if isinstance(exc, InvalidInput):
             error = {"code": "invalid_input", "message": str(exc), "param": exc.location}
+        elif isinstance(exc, NotFound) and exc.kind == "model":  # name it as the client did
+            log.warning("job %s: %s", job.id, exc)
+            error = {"code": "model_not_found", "param": "model",
+                     "message": f"The model '{job.model}' could not be loaded on this server "
+                                "(removed since the job was created?)"}
         elif isinstance(exc, NotFound):
             error = {"code": f"{exc.kind}_not_found".replace(" ", "_"), "message": str(exc),
                      "param": None}

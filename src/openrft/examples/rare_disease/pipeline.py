@@ -261,6 +261,7 @@ def run_rft(
                 "max_steps": settings.steps,
                 "keep_samples": 4,
                 "loss_type": settings.loss_type,
+                "preflight": False,  # the pipeline evaluates the base model itself first
                 **saving,
             },
         }

@@ -44,8 +44,18 @@ function table(headers, rows) {
       typeof c === "number" ? el("td", { class: "num" }, fmt(c)) : el("td", {}, c)))));
 }
 
-// Reward curves as inline SVG: train mean (every step) and validation mean (eval steps).
-function rewardChart(metrics, totalSteps) {
+// Training-health findings (rl/monitor.py): a badge per finding, coloured by severity.
+const KIND_LABELS = {
+  no_signal: "no signal", truncation: "truncation", length_drift: "length drift",
+  entropy_collapse: "entropy collapse", kl_blowup: "KL / ratio blow-up", overfitting: "overfitting",
+  grader_dominance: "grader dominance", grader_errors: "grader errors", reward_near_max: "reward near max",
+};
+const findingBadge = (f) => el("span", { class: "badge " + f.severity, title: f.message },
+  `${KIND_LABELS[f.kind] || f.kind} · step ${f.step}`);
+
+// Reward curves as inline SVG: train mean (every step) and validation mean (eval steps);
+// a dashed marker at the step where each finding began.
+function rewardChart(metrics, totalSteps, findings = []) {
   const W = 700, H = 260, L = 44, R = 130, T = 12, B = 36;
   const series = [["train", "train_reward_mean"], ["valid", "valid_reward_mean"]].map(([name, key]) => [
     name, metrics.filter((m) => m.scores && typeof m.scores[key] === "number")
@@ -67,6 +77,12 @@ function rewardChart(metrics, totalSteps) {
   }
   svg.append(el("svg:text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "font-size": 11 },
     `step (of ${maxStep})`));
+  for (const f of findings) {
+    svg.append(el("svg:line", { class: "finding " + f.severity, x1: x(f.step), x2: x(f.step), y1: T,
+      y2: H - B, "stroke-dasharray": "4 3", "data-kind": f.kind }),
+      el("svg:text", { class: "finding-label", x: x(f.step) + 3, y: T + 10, "font-size": 10 },
+        KIND_LABELS[f.kind] || f.kind));
+  }
   series.forEach(([name, pts], i) => {
     const d = pts.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
     svg.append(el("svg:polyline", { class: name, points: d, fill: "none", "stroke-width": 2 }));
@@ -101,6 +117,7 @@ async function showJob(id) {
     api(`/fine_tuning/jobs/${id}`), api(`/fine_tuning/jobs/${id}/events?limit=200`),
     api(`/fine_tuning/jobs/${id}/checkpoints?limit=100`), api(`/fine_tuning/jobs/${id}/metrics`)]);
   const samples = metrics.samples;
+  const findings = metrics.findings || [];
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "← all jobs")),
     el("h1", {}, "Job ", id),
@@ -109,9 +126,15 @@ async function showJob(id) {
       ["Fine-tuned model", job.fine_tuned_model || "—"], ["Created", when(job.created_at)],
       ["Finished", when(job.finished_at) || "—"],
       ...(job.error ? [["Error", el("span", { class: "error" }, job.error.message)]] : []),
+      ["Health", findings.length ? el("span", { class: "badges" }, findings.map(findingBadge))
+        : el("span", { class: "muted" }, metrics.metrics.length ? "no findings" : "—")],
     ].map(([label, value]) => [el("dt", {}, label), el("dd", {}, value)])),
-    el("h2", {}, "Reward"), metrics.metrics.length ? rewardChart(metrics.metrics, metrics.total_steps)
+    el("h2", {}, "Reward"), metrics.metrics.length
+      ? rewardChart(metrics.metrics, metrics.total_steps, findings)
       : el("p", { class: "muted" }, "No steps yet."),
+    ...(findings.length ? [el("h2", {}, "Training health"),
+      table(["Began at step", "Finding", "What happens and what to change"], findings.map((f) =>
+        [String(f.step), findingBadge(f), f.message]))] : []),
     el("h2", {}, "Checkpoints"),
     table(["Step", "Checkpoint model", "Created"], checkpoints.data.map((c) =>
       [String(c.step_number), c.fine_tuned_model_checkpoint, when(c.created_at)])),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from openrft.errors import NotFound
+from openrft.errors import OpenRFTError
 from openrft.service.chat import completion, generation_params, stream_chunks
 from openrft.service.deps import DatabaseDep, ModelCacheDep, PrincipalDep, SettingsDep
 from openrft.service.errors import APIError
 from openrft.service.job_spec import resolve_model_path
 from openrft.service.schemas import ChatCompletionRequest
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -27,12 +30,14 @@ async def chat_completions(
     settings: SettingsDep,
 ) -> dict[str, Any] | StreamingResponse:
     with db.session() as session:
-        path = resolve_model_path(session, principal.project_id, body.model)
+        path = resolve_model_path(session, settings, principal.project_id, body.model)
     try:
         served = await run_in_threadpool(cache.get, path)
-    except NotFound as exc:
-        raise APIError(404, f"The model '{body.model}' does not exist ({exc})", param="model",
-                       code="model_not_found") from None
+    except OpenRFTError:  # e.g. a catalog pull failed offline: details in the log only
+        log.exception("loading model %r for chat failed", body.model)
+        raise APIError(503, f"The model '{body.model}' could not be loaded; the server log "
+                            "says why", param="model", code="model_unavailable",
+                       type="server_error") from None
     params = generation_params(body, settings.chat_max_tokens)
     if body.stream:
         if body.n != 1:

@@ -10,24 +10,28 @@ from fastapi.responses import FileResponse
 
 from openrft.service import views
 from openrft.service.deps import PrincipalDep, SessionDep, SettingsDep
-from openrft.service.errors import not_found
+from openrft.service.errors import UPLOAD_ERROR_RESPONSES, file_not_found
 from openrft.service.schemas import FileDeleted, FileObject
 from openrft.service.store import queries
 from openrft.service.store.ids import new_id, now
 from openrft.service.store.models import StoredFile
-from openrft.service.uploads import receive_upload
+from openrft.service.uploads import expiry_seconds, receive_upload
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject)
+@router.post("", response_model=FileObject, responses=UPLOAD_ERROR_RESPONSES)
 def create_file(
     principal: PrincipalDep,
     session: SessionDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File()],
     purpose: Annotated[str, Form()],
+    expires_anchor: Annotated[str | None, Form(alias="expires_after[anchor]")] = None,
+    expires_seconds: Annotated[str | None, Form(alias="expires_after[seconds]")] = None,
 ) -> FileObject:
+    """OpenAI's upload, `expires_after` included (the SDK sends it as two form fields)."""
+    lifetime = expiry_seconds(expires_anchor, expires_seconds)
     filename = Path(file.filename or "upload.jsonl").name
     received = receive_upload(file.file, filename, purpose, settings.files_dir,
                               settings.max_upload_bytes)
@@ -38,7 +42,8 @@ def create_file(
         row = queries.add_file(session, StoredFile(
             id=file_id, project_id=principal.project_id, filename=filename, purpose=purpose,
             bytes=received.size, sha256=received.sha256, path=str(final_path),
-            rows=received.rows, created_at=now(),
+            rows=received.rows, created_at=(created := now()),
+            expires_at=created + lifetime if lifetime else None,
         ))
         session.commit()
     except BaseException:
@@ -63,7 +68,7 @@ def list_files(
 def _owned(session: SessionDep, principal: PrincipalDep, file_id: str) -> StoredFile:
     row = queries.get_file(session, principal.project_id, file_id)
     if row is None:
-        raise not_found("file", file_id, param="file_id")
+        raise file_not_found(file_id)
     return row
 
 

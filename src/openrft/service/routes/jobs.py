@@ -95,7 +95,8 @@ def list_checkpoints(
 @router.get("/{fine_tuning_job_id}/metrics")
 def job_metrics(fine_tuning_job_id: str, principal: PrincipalDep,
                 session: SessionDep) -> dict[str, Any]:
-    """OpenRFT extension for the dashboard: every metrics row and the latest samples."""
+    """OpenRFT extension for the dashboard: every metrics row, the training-health
+    findings and the latest samples."""
     job = job_control.owned_job(session, principal, fine_tuning_job_id)
     samples = job_queries.latest_samples(session, job.id)
     return {
@@ -103,5 +104,6 @@ def job_metrics(fine_tuning_job_id: str, principal: PrincipalDep,
         "job_id": job.id,
         "total_steps": job.total_steps,
         "metrics": job_queries.metric_rows(session, job.id),
+        "findings": job_queries.finding_rows(session, job.id),
         "samples": {"step": samples.step, "data": samples.samples} if samples else None,
     }

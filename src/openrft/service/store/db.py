@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from openrft.service.store.models import Base
@@ -26,6 +26,7 @@ class Database:
 
     def create_tables(self) -> None:
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -39,6 +40,27 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer OpenRFT defines to tables an older one created.
+
+    `create_all` makes missing tables only; a store from before a column existed would
+    otherwise fail every query on that table. Only nullable columns are ever added (the
+    rows already there get NULL), so no stored data changes.
+    """
+    existing = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            if not existing.has_table(table.name):
+                continue
+            present = {column["name"] for column in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN '
+                                        f'"{column.name}" {kind}'))
 
 
 def _make_engine(url: str) -> Engine:

@@ -100,11 +100,14 @@ def drop_pruned_checkpoints(session: Session, job_id: str) -> None:
 
 
 def forget_steps_after(session: Session, job_id: str, step: int) -> None:
-    """Drop metrics events past `step`: a resumed run repeats those steps."""
-    events = session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "metrics"))
+    """Drop metrics events and health findings past `step`: a resumed run repeats those
+    steps (and finds again what they showed)."""
+    events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id))
     for event in events:
-        if (event.data or {}).get("step", 0) > step:
+        data = event.data or {}
+        if event.type == "metrics" and data.get("step", 0) > step:
+            session.delete(event)
+        elif (data.get("finding") or {}).get("detected_step", 0) > step:
             session.delete(event)
     session.flush()
 
@@ -139,6 +142,16 @@ def metric_rows(session: Session, job_id: str) -> list[dict[str, Any]]:
         .order_by(JobEvent.id)
     )
     return [row for row in rows if row]
+
+
+def finding_rows(session: Session, job_id: str) -> list[dict[str, Any]]:
+    """Every training-health finding reported for the job (rl/monitor.py), oldest first."""
+    rows = session.scalars(
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job_id, JobEvent.level.in_(("warn", "error")))
+        .order_by(JobEvent.seq)
+    )
+    return [row["finding"] for row in rows if row and isinstance(row.get("finding"), dict)]
 
 
 # --- scheduling --------------------------------------------------------------------

@@ -50,6 +50,7 @@ class StoredFile(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[int] = mapped_column(Integer)
     deleted: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # expires_after
 
 
 class Job(Base):
@@ -80,6 +81,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     trained_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    integrations: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # OpenAI's seven RFT hyperparameters with "auto" resolved, filled in when training starts
+    resolved_hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class JobEvent(Base):

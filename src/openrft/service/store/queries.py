@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from openrft.service.store.ids import new_id, now
@@ -78,21 +78,23 @@ def add_file(session: Session, file: StoredFile) -> StoredFile:
     return file
 
 
+def _live_file() -> Any:
+    """Not deleted and not past its `expires_at` (an expired file is gone, as on OpenAI)."""
+    return and_(StoredFile.deleted.is_(False),
+                or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > now()))
+
+
 def get_file(session: Session, project_id: str, file_id: str) -> StoredFile | None:
     return session.scalar(
         select(StoredFile).where(
-            StoredFile.id == file_id,
-            StoredFile.project_id == project_id,
-            StoredFile.deleted.is_(False),
+            StoredFile.id == file_id, StoredFile.project_id == project_id, _live_file()
         )
     )
 
 
 def list_files(session: Session, project_id: str, after: str | None, limit: int,
                purpose: str | None, order: str = "desc") -> Page:
-    query = select(StoredFile).where(
-        StoredFile.project_id == project_id, StoredFile.deleted.is_(False)
-    )
+    query = select(StoredFile).where(StoredFile.project_id == project_id, _live_file())
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
     return paginate(session, query, StoredFile.id, after, limit, order)
