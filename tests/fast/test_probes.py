@@ -19,6 +19,14 @@ def test_the_probes_pass_on_this_torch_and_transformers():
     assert probes.onednn_linear() == torch.backends.mkldnn.is_available()
 
 
+def test_a_probe_first_run_under_autocast_still_checks_in_float32():
+    """The first caller may be a bf16 rollout: the probe must not judge the kernel by
+    bf16 rounding (and then fall back for the whole process)."""
+    probes.cpu_flash_attention_with_lse.cache_clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert probes.cpu_flash_attention_with_lse()
+
+
 def test_silu_backward_fallback_is_the_derivative(monkeypatch):
     x = torch.linspace(-4, 4, 9, dtype=torch.float64)
     grad = torch.linspace(1, 2, 9, dtype=torch.float64)
