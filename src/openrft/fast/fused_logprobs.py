@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 from openrft.rl.logprobs import TokenBatch, completion_logprobs
+from openrft.rollout.engine import CausalLM
 
 
 def fused_completion_logprobs(
-    model: Any, batch: TokenBatch, temperature: float = 1.0, with_entropy: bool = False
+    model: CausalLM, batch: TokenBatch, temperature: float = 1.0, with_entropy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (N, C), (N, C) or None
     """`completion_logprobs` with `SelectedLogProbs` turning the logits into log-probs."""
     return completion_logprobs(model, batch, temperature, with_entropy, fused_selected_logprobs)

@@ -50,6 +50,7 @@ from openrft.fast.peft_layers import (
     unwrap_peft,
 )
 from openrft.fast.probes import onednn_linear
+from openrft.rollout.engine import CausalLM
 
 SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -109,7 +110,7 @@ class LlamaDecodeForward:
     `pool`, the tape's buffers are taken from it."""
 
     @torch.no_grad()  # a snapshot of the weights for this rollout, outside any graph
-    def __init__(self, model: Any, record: bool = False, pool: BufferPool | None = None
+    def __init__(self, model: CausalLM, record: bool = False, pool: BufferPool | None = None
                  ) -> None:
         base = unwrap_peft(model)
         config, inner = base.config, base.model
@@ -264,7 +265,7 @@ def attention_shape(config: Any) -> tuple[int, int, int]:
     return heads, kv_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
 
 
-def fast_decode_for(model: Any, record: bool = False, pool: BufferPool | None = None
+def fast_decode_for(model: CausalLM, record: bool = False, pool: BufferPool | None = None
                     ) -> LlamaDecodeForward | None:
     """The lean forward when `model` is one it reproduces exactly, else None."""
     base = unwrap_peft(model)

@@ -15,8 +15,6 @@ The tricks and where they apply (each falls back to the plain piece where it doe
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from openrft.fast.forward_tape import BufferPool, ForwardTape
@@ -28,10 +26,10 @@ from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
 from openrft.rl.step import Policy, UpdateStats
 from openrft.rollout.decode import DecodeForward, TransformersForward
-from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
 
 
-def decode_forward(model: Any) -> DecodeForward:
+def decode_forward(model: CausalLM) -> DecodeForward:
     """The fastest decode forward that reproduces `model`: the hand-written Llama-family
     one, else the model's own with a preallocated KV cache, else the plain one."""
     fast = fast_decode_for(model)
@@ -55,13 +53,13 @@ class FastPath:
         self._tapes: list[ForwardTape] | None = None  # the latest rollout's, until updated
 
     @classmethod
-    def for_run(cls, cfg: ResolvedConfig, model: Any, autocast: torch.dtype | None
+    def for_run(cls, cfg: ResolvedConfig, model: CausalLM, autocast: torch.dtype | None
                 ) -> FastPath:
         """Record rollouts only where the update can replay them."""
         return cls(cfg.reuse_rollout_forward and replay_supported(
             model, cfg.num_iterations, cfg.grad_accum_steps, autocast))
 
-    def decode_forward(self, model: Any) -> DecodeForward:
+    def decode_forward(self, model: CausalLM) -> DecodeForward:
         """`decode_forward`; while `sample` records, a recording Llama forward per chunk,
         each with its own buffer pool (a chunk's tape must survive the next chunk)."""
         if self._recording is None:

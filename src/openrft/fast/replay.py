@@ -32,6 +32,7 @@ from openrft.fast.llama_decode import attention_shape, prompt_mask, rotated
 from openrft.fast.peft_layers import is_lora_layer, joined_bias, unwrap_peft
 from openrft.fast.probes import silu_backward_into
 from openrft.rl.logprobs import TokenBatch
+from openrft.rollout.engine import CausalLM
 
 
 class RecordedLinear(torch.autograd.Function):
@@ -203,7 +204,7 @@ def _linear_backward(
     return grad_x, grad_weight, grad_bias, grad_lora
 
 
-def replay_supported(model: Any, num_iterations: int, micro_batches: int,
+def replay_supported(model: CausalLM, num_iterations: int, micro_batches: int,
                      autocast_dtype: torch.dtype | None) -> bool:
     """Whether an update may take its forward from the rollout's tape: the weights must
     not change between the two (one iteration, one micro-batch) and the update's forward
@@ -213,6 +214,7 @@ def replay_supported(model: Any, num_iterations: int, micro_batches: int,
     base = unwrap_peft(model)
     if getattr(base.config, "attention_dropout", 0.0):
         return False
+    module: Any
     for module in model.modules():
         if is_lora_layer(module):
             if module.merged or any(isinstance(d, torch.nn.Dropout) and d.p > 0
@@ -224,7 +226,7 @@ def replay_supported(model: Any, num_iterations: int, micro_batches: int,
 
 
 def tape_logprobs(
-    model: Any, tapes: Sequence[ForwardTape], batch: TokenBatch, temperature: float,
+    model: CausalLM, tapes: Sequence[ForwardTape], batch: TokenBatch, temperature: float,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """(N, C) log-probs (and entropy) of `batch`'s completions from the tapes of the
@@ -301,7 +303,7 @@ def _rows_by_tape(tapes: Sequence[ForwardTape], rows: torch.Tensor
 
 
 def replay_logprobs(
-    model: Any, tape: ForwardTape, targets: torch.Tensor, temperature: float,
+    model: CausalLM, tape: ForwardTape, targets: torch.Tensor, temperature: float,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (R, C), (R, C) or None
     """log p(targets) at the first C completion positions of one tape, differentiable

@@ -12,7 +12,6 @@ gradients, so the update is the same (tests/fast/test_update.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -32,6 +31,7 @@ from openrft.rl.step import (
     optimizer_step,
     summarize_passes,
 )
+from openrft.rollout.engine import CausalLM
 
 
 class TapeOrModelForward:
@@ -43,7 +43,7 @@ class TapeOrModelForward:
         self.tapes = tapes
         self.replayed = False
 
-    def __call__(self, model: Any, batch: TokenBatch, temperature: float, with_entropy: bool
+    def __call__(self, model: CausalLM, batch: TokenBatch, temperature: float, with_entropy: bool
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.tapes is not None:
             replayed = tape_logprobs(model, self.tapes, batch, temperature, with_entropy)

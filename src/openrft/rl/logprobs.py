@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from openrft.rollout.engine import Sample
+from openrft.rollout.engine import CausalLM, Sample
 
 # (logits (N, C, V), targets (N, C), with_entropy) -> (log-probs (N, C), entropy or None)
 SelectLogProbs = Callable[[torch.Tensor, torch.Tensor, bool],
@@ -68,7 +68,7 @@ def pack_samples(samples: Sequence[Sample], pad_token_id: int) -> TokenBatch:
 
 
 def completion_logprobs(
-    model: Any,
+    model: CausalLM,
     batch: TokenBatch,
     temperature: float = 1.0,
     with_entropy: bool = False,
@@ -115,16 +115,17 @@ def selected_logprobs(logits: torch.Tensor, targets: torch.Tensor, with_entropy:
 
 @torch.no_grad()
 def reference_logprobs(
-    policy: Any, reference: Any | None, batch: TokenBatch, temperature: float,
+    policy: CausalLM, reference: CausalLM | None, batch: TokenBatch, temperature: float,
     logprobs: LogProbs = completion_logprobs,
 ) -> torch.Tensor:  # (N, C)
     """Log-probs under the KL reference: the frozen `reference` model, or, when it is None,
     the LoRA policy with its adapters switched off (the base model, no second copy)."""
     if reference is not None:
         return logprobs(reference, batch, temperature, False)[0]
-    with policy.disable_adapter():  # peft: the forward pass runs the base weights only
+    peft_model: Any = policy  # a PeftModel: its forward runs the base weights only here
+    with peft_model.disable_adapter():
         return logprobs(policy, batch, temperature, False)[0]
 
 
-def _device_of(model: Any) -> torch.device:
+def _device_of(model: CausalLM) -> torch.device:
     return next(model.parameters()).device

@@ -14,7 +14,7 @@ from openrft.rl.checkpoint import load_trainer_state
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.precision import plan_precision
 from openrft.rl.step import PlainPath, Policy, TrainingPath
-from openrft.rollout.engine import GenerationParams, RolloutEngine
+from openrft.rollout.engine import CausalLM, GenerationParams, RolloutEngine
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     return policy, loaded.tokenizer, start_step
 
 
-def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
+def _load_adapter_weights(model: CausalLM, checkpoint: Path) -> None:
     from peft import load_peft_weights, set_peft_model_state_dict
 
     result: Any = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
@@ -92,7 +92,7 @@ def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:
     )
 
 
-def make_training_path(cfg: ResolvedConfig, model: Any, autocast: torch.dtype | None
+def make_training_path(cfg: ResolvedConfig, model: CausalLM, autocast: torch.dtype | None
                        ) -> TrainingPath:
     """`expert.fast_path`: auto takes openrft.fast's path (each trick where the model and
     settings qualify), off the plain reference path."""

@@ -33,7 +33,7 @@ from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.step_records import sample_records, tool_warnings
 from openrft.rollout.decode import DecodeForward, TransformersForward
-from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.episodes import EpisodeRunner, episode_metrics
 from openrft.rollout.grading import grade_samples
 
@@ -42,8 +42,8 @@ from openrft.rollout.grading import grade_samples
 class Policy:
     """The model being trained and everything its update needs."""
 
-    model: Any  # transformers model or peft model (LoRA)
-    reference: Any | None  # frozen model for KL in full fine-tuning; None: LoRA or beta == 0
+    model: CausalLM  # transformers model or peft model (LoRA)
+    reference: CausalLM | None  # frozen model for KL in full fine-tuning; None: LoRA or beta == 0
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     pad_token_id: int
@@ -253,7 +253,7 @@ class TrainingPath(Protocol):
     (hand-written decode, replayed forward, fused backward, row skipping); the config's
     `expert.fast_path` chooses (rl/policy_setup.py)."""
 
-    def decode_forward(self, model: Any) -> DecodeForward:
+    def decode_forward(self, model: CausalLM) -> DecodeForward:
         """The forward the HF engine decodes one batch of rows with."""
         ...
 
@@ -272,7 +272,7 @@ class PlainPath:
     """The reference path (`expert.fast_path: off`): what every fast piece is tested
     against."""
 
-    def decode_forward(self, model: Any) -> DecodeForward:
+    def decode_forward(self, model: CausalLM) -> DecodeForward:
         return TransformersForward(model)
 
     def sample(self, engine: RolloutEngine, prompts: list[Messages], n: int,

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
+from openrft.rollout.engine import CausalLM
 from openrft.rollout.sampling import choose_tokens, sample_from_probs
 
 
@@ -77,7 +78,7 @@ class BatchDecoder:
 
     def __init__(
         self,
-        model: Any,
+        model: CausalLM,
         input_ids: torch.Tensor,  # (R, P) left-padded prompt ids
         attention_mask: torch.Tensor,  # (R, P) 1 for real tokens
         settings: DecodeSettings,
@@ -166,7 +167,7 @@ class TransformersForward:
     """Decode through the model's own forward and KV cache (any transformers causal LM):
     the plain `DecodeForward`, and the oracle of the fast ones."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: CausalLM) -> None:
         self.model = model
         self.cache_name = _cache_argument_name(model)
         self.cache: Any = None
@@ -195,9 +196,10 @@ class TransformersForward:
         return out.logits[:, -1, :]
 
 
-def _cache_argument_name(model: Any) -> str:
+def _cache_argument_name(model: CausalLM) -> str:
     """transformers >= 5.2x calls the KV cache `cache` (`past_key_values` warns); earlier
     releases only know `past_key_values`. Peft models forward kwargs to their base model."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)  # a peft model's
+    base = get_base_model() if get_base_model is not None else model
     parameters = inspect.signature(base.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"

@@ -15,7 +15,7 @@ import torch
 
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
 from openrft.rollout.decode import BatchDecoder, DecodeForward, DecodeSettings
-from openrft.rollout.engine import GenerationParams, Messages, Sample
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, Sample
 
 
 class HFRolloutEngine:
@@ -26,7 +26,7 @@ class HFRolloutEngine:
     passes its `TrainingPath`'s, so `expert.fast_path: off` decodes with the plain
     `TransformersForward`."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_rows: int | None = None,
+    def __init__(self, model: CausalLM, tokenizer: Any, *, max_batch_rows: int | None = None,
                  decode_forward: Callable[[Any], DecodeForward] | None = None) -> None:
         if decode_forward is None:
             from openrft.fast import decode_forward as fast_decode_forward
@@ -38,7 +38,7 @@ class HFRolloutEngine:
         self.decode_forward = decode_forward
         self.completions = CompletionDecoder(tokenizer)
 
-    def sync_weights(self, model: Any) -> None:
+    def sync_weights(self, model: CausalLM) -> None:
         """The engine samples from the trained model object itself; adopt a replaced one."""
         self.model = model
 
@@ -152,7 +152,7 @@ class HFRolloutEngine:
                             self.decode_forward(self.model))
 
 
-def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_token_ids(model: CausalLM, tokenizer: Any) -> list[int]:
     """The tokenizer's eos plus any the generation config lists (chat models often have 2)."""
     ids = {tokenizer.eos_token_id}
     config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
