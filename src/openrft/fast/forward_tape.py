@@ -99,8 +99,8 @@ class BufferPool:
     """Uninitialised buffers by name, reused from one recorded rollout to the next.
 
     Why: a recorded rollout writes a few hundred MB of fresh memory (its tape), and on
-    Linux each new 4 KiB page costs a page fault: ~0.15 s per rollout at 5M parameters,
-    10 % of a GRPO step. (The KV cache is not pooled: it is dead during the update, and
+    Linux each new 4 KiB page costs a page fault (measured: BENCHMARKS.md, "Fast-path
+    micro-measurements"). (The KV cache is not pooled: it is dead during the update, and
     pooled it would add to the update's peak memory.) The contract: a buffer handed out is
     only valid until the same name is taken again, i.e. a tape lives until the next
     recorded rollout from this pool (`generation` counts them; tapes check it).

@@ -59,8 +59,8 @@ def probs_into(
     targets' log-probs and, when asked, the entropy -sum p log p.
 
     A few rows at a time (~2 MB), so that a block's log-softmax, gather, exp and entropy
-    all read it from cache: one pass over memory where whole-tensor ops make five (26 vs
-    42 ms on 64 x 64 x 4096, 2 threads).
+    all read it from cache: one pass over memory where whole-tensor ops make five
+    (timing: BENCHMARKS.md, "Fast-path micro-measurements").
     """
     rows, columns, vocab = logits.shape
     logp = logits.new_empty((rows, columns))

@@ -46,8 +46,8 @@ class SharedPromptCache:
     prompts that is mostly the prompt, the same for a whole group. Here a step attends to
     a group's prompt once (its rows' queries batched together) and to each row's own
     completion, and merges the two softmaxes by their log-sum-exps: the same attention,
-    with the prompt read 1/group as often (m5 attention at 200 prompt tokens: 230 vs
-    560 ms per 64-token rollout of 8 x 8 rows).
+    with the prompt read 1/group as often (timing: BENCHMARKS.md, "Fast-path
+    micro-measurements").
     """
 
     def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, extra: int,

@@ -62,8 +62,8 @@ class Linear:
     On CPU in float32 the weight is laid out once per rollout (`pack`) in oneDNN's
     blocked format, as inductor's weight prepacking does: F.linear lays the weight out
     again inside every call, which for a decode step's 64-row matmuls is a large part of
-    their cost (m5: 3.9 vs 5.4 ms of matmuls per token; m20: 17.8 vs 21.9 ms). The result
-    is the same product up to float32 summation order.
+    their cost (BENCHMARKS.md, "Fast-path micro-measurements"). The result is the same
+    product up to float32 summation order.
     """
 
     weight: torch.Tensor
@@ -99,9 +99,8 @@ class _Block:
         return [self.qkv, self.out, self.gate_up, self.down]
 
 
-SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once. Recorded
-# m5 rollouts of 8 prompts x 8 rows x 64 tokens: even at 16 prompt tokens, 4% faster at
-# 32, 0.99 vs 1.45 s at 200.
+SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once (where it
+# starts to pay: BENCHMARKS.md, "Fast-path micro-measurements").
 
 
 class LlamaDecodeForward:

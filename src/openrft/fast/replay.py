@@ -107,7 +107,7 @@ class SwiGLU(torch.autograd.Function):
     its input for the backward (a view of the tape), not silu(gate) as autograd would,
     and writes the gradient of gate and up into one gate_up-shaped tensor, where autograd
     would make two and concatenate them: one intermediate-sized tensor per position and
-    layer instead of five (7.5 vs 9.6 ms at 64 x 63 x 512).
+    layer instead of five (timing: BENCHMARKS.md, "Fast-path micro-measurements").
     """
 
     @staticmethod
@@ -171,7 +171,7 @@ def _normed_linear_backward(
         grad_norm = (grad_h * normed).sum(dim=tuple(range(grad_h.dim() - 1)))
     if grad_h is not None and needs_x:
         # d/dx of w * x / rms(x): (a - normed * mean(a * normed)) / rms(x), a = w * grad_h.
-        # By hand: 3x faster than autograd through F.rms_norm (2.8 vs 8.6 ms, 64 x 63 x 256).
+        # By hand: one pass where autograd through F.rms_norm makes several (BENCHMARKS.md).
         grad_x = grad_h * norm_weight
         mean = torch.linalg.vecdot(grad_x, normed).div_(x.shape[-1]).unsqueeze(-1)
         grad_x.addcmul_(normed, mean, value=-1).mul_(inv_rms)

@@ -1,11 +1,11 @@
 """A KV cache that grows in place, for models the hand-written Llama decode does not cover.
 
 transformers' DynamicCache grows by `torch.cat`, which copies the whole cache at every
-step: O(T^2) memory traffic that was ~70% of decode time at 20M parameters and 128
-tokens. `PreallocatingForward` is the plain `TransformersForward` with the prefill's
-cache layers moved into buffers sized for the whole completion. It subclasses a
-transformers internal (`DynamicLayer`), so it is used only where `probes` confirm the
-layer still works as assumed.
+step: O(T^2) memory traffic, most of the decode time of a long completion (BENCHMARKS.md,
+"Fast-path micro-measurements"). `PreallocatingForward` is the plain
+`TransformersForward` with the prefill's cache layers moved into buffers sized for the
+whole completion. It subclasses a transformers internal (`DynamicLayer`), so it is used
+only where `probes` confirm the layer still works as assumed.
 """
 
 from __future__ import annotations

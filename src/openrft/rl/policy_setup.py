@@ -116,8 +116,8 @@ def make_rollout_engine(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> 
 
 
 def _fused_adamw_supported(params: list[torch.nn.Parameter]) -> bool:
-    """torch's fused AdamW (one kernel over all tensors; 4x faster than the per-tensor loop
-    at 20M parameters on CPU) takes floating-point tensors on CPU or CUDA."""
+    """torch's fused AdamW (one kernel over all tensors, not a loop over them: BENCHMARKS.md,
+    "Fast-path micro-measurements") takes floating-point tensors on CPU or CUDA."""
     return bool(params) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     )
