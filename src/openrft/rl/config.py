@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from openrft.errors import InvalidInput
 from openrft.rollout.tools import ToolServer
+from openrft.strict_model import StrictModel
 
 Auto = Literal["auto"]
 LossType = Literal["grpo", "dr_grpo", "dapo"]
@@ -37,11 +38,7 @@ PREFLIGHT_ROWS = 32  # training rows a preflight samples (each group_size times)
 PREFLIGHT_AUTO_FACTOR = 10  # auto preflight when the run samples >= 10x preflight's prompts
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Hyperparameters(_Strict):
+class Hyperparameters(StrictModel):
     """OpenAI's reinforcement hyperparameters: same names, ranges and "auto" defaults."""
 
     n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = "auto"
@@ -60,7 +57,7 @@ class Hyperparameters(_Strict):
     """Validation rows sampled (once each) per validation run. auto: min(32, rows)."""
 
 
-class MonitorSettings(_Strict):
+class MonitorSettings(StrictModel):
     """Thresholds of the training-health monitor (rl/monitor.py, docs/training_health.md).
     Findings are alerts: they never change the reward."""
 
@@ -114,7 +111,7 @@ class MonitorSettings(_Strict):
     """Share of the within-group reward variation one `multi` sub-grader explains."""
 
 
-class ExpertSettings(_Strict):
+class ExpertSettings(StrictModel):
     """Knobs OpenAI does not expose. Defaults follow current TRL GRPO practice."""
 
     group_size: Annotated[int, Field(ge=2, le=256)] | None = None
@@ -208,7 +205,7 @@ class ExpertSettings(_Strict):
     fails fast with the preflight's advice."""
 
 
-class RFTConfig(_Strict):
+class RFTConfig(StrictModel):
     """A reinforcement fine-tuning job: OpenAI's job-creation body plus `expert:` knobs."""
 
     model: str
