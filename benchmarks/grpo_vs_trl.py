@@ -18,6 +18,7 @@ TRL is an optional dependency: `pip install -e '.[bench]'`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -90,8 +91,11 @@ def run_openrft(args: argparse.Namespace) -> dict[str, Any]:
         reward_fn, built = make_reward_fn(cfg.grader)
         params = make_generation_params(cfg)
         params.min_tokens = args.tokens  # forced length: equal work on both sides
-        ctx = StepContext(cfg=cfg, policy=policy,
-                          engine=make_rollout_engine(cfg, policy.model, tokenizer),
+        # a baseline checkout from before the fast path was fenced (2026-12-06) takes the
+        # model itself; since then the policy (its training path decodes the rollouts)
+        takes_policy = "policy" in inspect.signature(make_rollout_engine).parameters
+        engine = make_rollout_engine(cfg, policy if takes_policy else policy.model, tokenizer)
+        ctx = StepContext(cfg=cfg, policy=policy, engine=engine,
                           reward_fn=reward_fn, params=params)
         steps, lengths, cpu = [], [], []
         for step in range(1, args.steps + 2):  # step 1 is the warm-up

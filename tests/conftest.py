@@ -26,6 +26,9 @@ from process_groups import MARKER, leaked_processes, start, stop_group
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The test Ray cluster is one machine: Ray then takes 127.0.0.1 as every node's address
+# (drivers and agents included), so no Ray traffic uses the host's network interface.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Every process this run starts inherits the marker; see no_process_outlives_the_suite.
 SESSION = os.environ[MARKER] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

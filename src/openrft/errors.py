@@ -30,12 +30,11 @@ class NotFound(OpenRFTError, LookupError):
         super().__init__(f"{kind} not found: {name}" + (f" ({hint})" if hint else ""))
 
 
-class GraderFailure(OpenRFTError):
-    """A grader could not produce a score (sandbox crash, judge endpoint down, ...).
+class GraderUnavailable(OpenRFTError):
+    """A grader cannot run on this machine at all (the python grader without bubblewrap).
 
-    Graders normally record such failures in `GradeResult.errors` and score 0; this is
-    raised only where a caller asked for strict grading.
-    """
+    Failures to score one sample are never raised: they are `ErrorFlag`s in
+    `GradeResult.errors` with score 0 (graders/base.py)."""
 
 
 class TrainingHealthError(OpenRFTError):

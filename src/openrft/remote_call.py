@@ -58,8 +58,6 @@ class RemoteReply:
     message: str = ""  # human text for logs, events and the model (no headers, no secrets)
     attempts: int = 0
     latency_s: float = 0.0
-    request_bytes: int = 0
-    response_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -114,7 +112,7 @@ class Endpoint:
                                message=f"request cannot be sent as JSON: {exc}")
         if len(data) > self.limits.max_request_bytes:
             return RemoteReply(
-                status=413, failure="request_too_large", request_bytes=len(data),
+                status=413, failure="request_too_large",
                 message=f"request of {len(data)} bytes is over the "
                         f"{self.limits.max_request_bytes}-byte limit (413)",
             )
@@ -123,7 +121,7 @@ class Endpoint:
         for attempt in range(attempts):
             self.limiter.wait()
             reply = self._attempt(data)
-            reply.attempts, reply.request_bytes = attempt + 1, len(data)
+            reply.attempts = attempt + 1
             if reply.failure not in ("server_error", "timeout", "unreachable"):
                 break
             if attempt + 1 < attempts:
@@ -149,7 +147,6 @@ class Endpoint:
         status = response.status_code
         if raw is None:
             return RemoteReply(status, failure="response_too_large",
-                               response_bytes=self.limits.max_response_bytes + 1,
                                message=f"answer from {self.url} is over the "
                                        f"{self.limits.max_response_bytes}-byte limit (413)")
         if raw is _LATE:
@@ -158,7 +155,7 @@ class Endpoint:
                                        f"{self.limits.timeout_s:g} s")
         assert isinstance(raw, bytes)
         body, parsed = _parse_json(raw)
-        reply = RemoteReply(status, body=body if parsed else None, response_bytes=len(raw))
+        reply = RemoteReply(status, body=body if parsed else None)
         if status >= 500:
             reply.failure, reply.message = "server_error", f"HTTP {status} from {self.url}"
         elif status >= 400:

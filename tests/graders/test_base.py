@@ -12,8 +12,8 @@ import pytest
 from openrft.errors import InvalidInput
 from openrft.graders import (
     BaseGrader,
-    GradingError,
     Score,
+    ScoringError,
     build_grader,
     grade_batch,
     make_reward_fn,
@@ -89,7 +89,7 @@ def test_non_finite_scores_become_zero_with_other_error(value):
 
 def test_grading_error_becomes_zero_with_its_code_and_latency():
     def fail(sample):
-        raise GradingError("python_grader_runtime_error", "boom")
+        raise ScoringError("python_grader_runtime_error", "boom")
 
     result = ScriptedGrader(fail, delay_s=0.01).grade({}, {})
     assert (result.score, result.ok) == (0.0, False)
@@ -106,7 +106,7 @@ def test_invalid_input_during_scoring_is_invalid_variable_error():
 
 def test_unknown_error_code_is_a_programming_error():
     with pytest.raises(AssertionError):
-        GradingError("not_a_flag", "x")
+        ScoringError("not_a_flag", "x")
 
 
 def test_run_and_validate():

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openrft.errors import InvalidInput
-from openrft.graders.base import GradingError
+from openrft.graders.base import ScoringError
 from openrft.graders.formula import parse_formula
 
 NAMES = ("a", "b", "function_name")
@@ -68,7 +68,7 @@ def test_hand_computed_values(text, expected):
 )
 def test_math_errors_are_formula_errors(text, message):
     formula = parse_formula(text, NAMES)  # valid grammar: accepted when built
-    with pytest.raises(GradingError) as info:
+    with pytest.raises(ScoringError) as info:
         formula.evaluate(VALUES)
     assert info.value.code == "formula_parse_error"
     assert message in info.value.message
@@ -165,7 +165,7 @@ def test_random_formulas_match_reference_evaluator(node):
     if expected_ok:
         assert formula.evaluate(VALUES) == pytest.approx(expected, rel=1e-12, abs=1e-300)
     else:
-        with pytest.raises(GradingError):
+        with pytest.raises(ScoringError):
             formula.evaluate(VALUES)
 
 
@@ -274,7 +274,7 @@ def test_garbage_is_rejected_or_only_whitelisted(text):
     assert all(isinstance(node, ALLOWED_NODES) for node in ast.walk(formula.tree))
     try:
         value = formula.evaluate(VALUES)
-    except GradingError:
+    except ScoringError:
         return
     assert math.isfinite(value)
 

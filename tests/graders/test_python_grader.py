@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openrft.errors import GraderFailure, InvalidInput
+from openrft.errors import GraderUnavailable, InvalidInput
 from openrft.graders import build_grader, run
 from openrft.graders.python_grader import PythonGraderImpl
 from openrft.graders.sandbox import SandboxLimits
@@ -65,7 +65,7 @@ def test_missing_bubblewrap_is_a_clear_build_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no bwrap anywhere
-    with pytest.raises(GraderFailure, match="apt-get install bubblewrap"):
+    with pytest.raises(GraderUnavailable, match="apt-get install bubblewrap"):
         make("def grade(sample, item):\n    return 1\n")
 
 

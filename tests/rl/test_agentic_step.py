@@ -62,7 +62,7 @@ def test_a_step_over_episodes(make_config):
         policy, tokenizer, _ = build_policy(cfg, None)
         reward_fn, built = make_reward_fn(cfg.grader)
         executor = ToolExecutor([ToolServer(**cfg.tools[0])], limits=FAST)
-        ctx = StepContext(cfg, policy, make_rollout_engine(cfg, policy.model, tokenizer),
+        ctx = StepContext(cfg, policy, make_rollout_engine(cfg, policy, tokenizer),
                           reward_fn, make_generation_params(cfg),
                           episodes=EpisodeRunner(ScriptedEngine(tokenizer), tokenizer,
                                                  executor, cfg.max_episode_steps))

@@ -32,7 +32,7 @@ def _context(make_config, expert: dict[str, Any]) -> tuple[StepContext, list[dic
     cfg = resolve(config, n_train_rows=16, n_valid_rows=4)
     policy, tokenizer, _ = build_policy(cfg, None)
     reward_fn, _ = make_reward_fn(cfg.grader)
-    engine = make_rollout_engine(cfg, policy.model, tokenizer)
+    engine = make_rollout_engine(cfg, policy, tokenizer)
     ctx = StepContext(cfg, policy, engine, reward_fn, make_generation_params(cfg))
     items = [{"messages": [{"role": "user", "content": f"q{i}"}], "target": "an"}
              for i in range(cfg.batch_size)]

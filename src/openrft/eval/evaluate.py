@@ -27,7 +27,7 @@ from openrft.eval.metrics import (
     summarize_rewards,
     top_at_k,
 )
-from openrft.graders.base import BaseGrader, GradeError, GradeResult, build_grader, parse_grader
+from openrft.graders.base import BaseGrader, ErrorFlag, GradeResult, build_grader, parse_grader
 from openrft.graders.schema import GraderSpec
 from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.grading import grade_samples
@@ -45,7 +45,7 @@ class SampleResult:
     finish_reason: str = "stop"  # "length" when max_tokens cut it off
     completion_tokens: int = 0
     parse_error: str | None = None  # why output_json could not be parsed (structured output)
-    errors: list[GradeError] = field(default_factory=list)  # grader errors (score is then 0)
+    errors: list[ErrorFlag] = field(default_factory=list)  # grader errors (score is then 0)
     rank: int | None = None  # the true answer's 1-based rank the grader reported, if any
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -61,10 +61,6 @@ class RowResult:
     @property
     def scores(self) -> list[float]:
         return [s.score for s in self.samples]
-
-    @property
-    def mean_score(self) -> float:
-        return sum(self.scores) / len(self.scores) if self.samples else 0.0
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 from openrft.graders.base import (
     BaseGrader,
-    GradeError,
+    ErrorFlag,
     GradeResult,
-    GradingError,
     Score,
+    ScoringError,
     build_grader,
     grade_batch,
     make_reward_fn,
@@ -16,9 +16,9 @@ from openrft.graders.base import (
 
 __all__ = [
     "BaseGrader",
-    "GradeError",
+    "ErrorFlag",
     "GradeResult",
-    "GradingError",
+    "ScoringError",
     "Score",
     "build_grader",
     "grade_batch",

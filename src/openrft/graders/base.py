@@ -1,8 +1,9 @@
 """The grading core: results, the grader registry, and run / validate / grade_batch.
 
 Every grader type implements `BaseGrader.score(sample, item) -> Score` and raises
-`GradingError(code, message)` when it cannot score. `BaseGrader.grade` wraps that into a
-`GradeResult` (timing, errors, score 0 on failure) so no grader repeats the bookkeeping.
+`ScoringError(code, message)` when it cannot score. `BaseGrader.result` is the one place
+a `GradeResult` is made (timing, error flags, score 0 on failure), so no grader repeats
+the bookkeeping, batched ones included.
 Error codes are OpenAI's `metadata.errors` flag names, so the service can report them
 unchanged.
 """
@@ -44,8 +45,9 @@ ERROR_CODES = (
 
 
 @dataclass
-class GradeError:
-    """Why a grader could not score: an OpenAI error flag name and a human message."""
+class ErrorFlag:
+    """Why a grader could not score: an OpenAI error flag name (`ERROR_CODES`) and a human
+    message. A record in `GradeResult.errors`, never raised (see `ScoringError`)."""
 
     code: str
     message: str
@@ -58,7 +60,7 @@ class Score:
     value: float
     sub_scores: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
-    errors: list[GradeError] = field(default_factory=list)
+    errors: list[ErrorFlag] = field(default_factory=list)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class GradeResult:
     """The outcome of grading one sample: `score` is always a finite float."""
 
     score: float
-    errors: list[GradeError] = field(default_factory=list)
+    errors: list[ErrorFlag] = field(default_factory=list)
     latency_s: float = 0.0
     name: str = ""
     type: str = ""
@@ -78,8 +80,9 @@ class GradeResult:
         return not self.errors
 
 
-class GradingError(Exception):
-    """Raised inside a grader implementation; becomes a GradeError with score 0."""
+class ScoringError(Exception):
+    """Raised inside a grader implementation's `score`; `BaseGrader.result` turns it into
+    an ErrorFlag with score 0."""
 
     def __init__(self, code: str, message: str) -> None:
         assert code in ERROR_CODES, code
@@ -96,30 +99,33 @@ class BaseGrader(ABC):
 
     @abstractmethod
     def score(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-        """Score one sample against its dataset row; raise GradingError on failure."""
+        """Score one sample against its dataset row; raise ScoringError on failure."""
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> GradeResult:
         """Score with timing and error capture: never raises for a bad sample."""
+        return self.result(lambda: self.score(sample, item))
+
+    def result(self, score: Callable[[], Score], waited_s: float = 0.0) -> GradeResult:
+        """The one way a GradeResult is made: call `score` and time it (plus `waited_s`
+        spent before, e.g. on a batched judge or sandbox call). A ScoringError, a template
+        naming a field the row lacks (invalid_variable_error) or a non-finite value scores
+        0 with its error flag."""
         start = time.perf_counter()
         try:
-            result = self.score(sample, item)
-            value, errors = float(result.value), list(result.errors)
+            outcome = score()
+            value, errors = float(outcome.value), list(outcome.errors)
             if not math.isfinite(value):
-                value, errors = 0.0, errors + [GradeError("other_error", "score is not finite")]
-            sub_scores, metadata = result.sub_scores, result.metadata
-        except GradingError as exc:
-            value, errors, sub_scores, metadata = 0.0, [GradeError(exc.code, exc.message)], {}, {}
+                value, errors = 0.0, errors + [ErrorFlag("other_error", "score is not finite")]
+            sub_scores, metadata = outcome.sub_scores, outcome.metadata
+        except ScoringError as exc:
+            value, errors, sub_scores, metadata = 0.0, [ErrorFlag(exc.code, exc.message)], {}, {}
         except InvalidInput as exc:  # a template pointing at a field this row lacks
-            value, errors, sub_scores, metadata = (
-                0.0,
-                [GradeError("invalid_variable_error", str(exc))],
-                {},
-                {},
-            )
+            value, sub_scores, metadata = 0.0, {}, {}
+            errors = [ErrorFlag("invalid_variable_error", str(exc))]
         return GradeResult(
             score=value,
             errors=errors,
-            latency_s=time.perf_counter() - start,
+            latency_s=waited_s + time.perf_counter() - start,
             name=self.spec.name,
             type=self.spec.type,
             sub_scores=sub_scores,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from openrft.graders.base import BaseGrader, GradingError, Score
+from openrft.graders.base import BaseGrader, Score, ScoringError
 from openrft.graders.schema import EndpointGrader
 from openrft.remote_call import MAX_TIMEOUT_S, Endpoint, EndpointLimits, finite_number
 
@@ -44,19 +44,19 @@ class EndpointGraderImpl(BaseGrader):
         metadata: dict[str, Any] = {"trace_id": trace_id, "http_status": reply.status,
                                     "attempts": reply.attempts}
         if reply.failure == "timeout":
-            raise GradingError("unresponsive_reward_error", reply.message)
+            raise ScoringError("unresponsive_reward_error", reply.message)
         if reply.failure in ("server_error", "unreachable", "client_error", "request_too_large"):
-            raise GradingError("endpoint_grader_server_error", reply.message)
+            raise ScoringError("endpoint_grader_server_error", reply.message)
         if reply.failure == "invalid_request":
-            raise GradingError("other_error", reply.message)
+            raise ScoringError("other_error", reply.message)
         if reply.failure is not None:  # response_too_large, invalid_json
-            raise GradingError("endpoint_grader_parse_error", reply.message)
+            raise ScoringError("endpoint_grader_parse_error", reply.message)
         body = reply.body
         raw = body.get("score") if isinstance(body, dict) else None
         value = finite_number(raw)
         if value is None:
             shown = "missing" if raw is None else f"{type(raw).__name__} {str(raw)[:50]!r}"
-            raise GradingError("endpoint_grader_parse_error",
+            raise ScoringError("endpoint_grader_parse_error",
                                f'expected {{"score": <finite number>}}, score is {shown}')
         threshold = self.spec.pass_threshold
         if threshold is not None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from openrft.errors import InvalidInput
-from openrft.graders.base import GradingError
+from openrft.graders.base import ScoringError
 
 MAX_FORMULA_CHARS = 4096
 MAX_DEPTH = 200  # nested operations; keeps the recursive evaluator far from Python's limit
@@ -74,7 +74,7 @@ class Formula:
     names: frozenset[str]
 
     def evaluate(self, values: Mapping[str, float]) -> float:
-        """The formula's value; GradingError("formula_parse_error") on a math error."""
+        """The formula's value; ScoringError("formula_parse_error") on a math error."""
         try:
             result = _evaluate(self.tree.body, values)
         except ZeroDivisionError:
@@ -87,9 +87,9 @@ class Formula:
             raise self._error(f"result is {result}")
         return float(result)
 
-    def _error(self, message: str) -> GradingError:
+    def _error(self, message: str) -> ScoringError:
         text = _short(self.text)
-        return GradingError("formula_parse_error", f"calculate_output {text}: {message}")
+        return ScoringError("formula_parse_error", f"calculate_output {text}: {message}")
 
 
 def parse_formula(

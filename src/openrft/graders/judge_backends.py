@@ -7,7 +7,7 @@ OpenAI's grader object names only a `model`, so one rule picks the backend
 - anything else -> a model name sent to `<base_url>/chat/completions`, with the base URL
   and API key from `JudgeSettings` (explicit, else the environment).
 
-Every backend turns `JudgeRequest`s into `JudgeReply`s or `GradingError`s; it never
+Every backend turns `JudgeRequest`s into `JudgeReply`s or `ScoringError`s; it never
 raises for one bad request and never waits without a bound.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import httpx
 
 from openrft.errors import InvalidInput
-from openrft.graders.base import GradingError
+from openrft.graders.base import ScoringError
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class JudgeReply:
     latency_s: float = 0.0
 
 
-JudgeOutcome = JudgeReply | GradingError
+JudgeOutcome = JudgeReply | ScoringError
 
 
 class JudgeBackend(Protocol):
@@ -184,7 +184,7 @@ class HttpJudge:
         start = time.perf_counter()
         try:
             reply = _reply_from_body(self._post_with_retries(self._body(request)))
-        except GradingError as exc:
+        except ScoringError as exc:
             return exc
         reply.latency_s = time.perf_counter() - start
         return reply
@@ -211,11 +211,11 @@ class HttpJudge:
                     return _json_body(response)
                 failure = f"HTTP {response.status_code} from {self._url}: {_error_text(response)}"
                 if response.status_code not in _RETRYABLE_STATUS:
-                    raise GradingError("model_grader_server_error", failure)
+                    raise ScoringError("model_grader_server_error", failure)
             if attempt + 1 < attempts:
                 logger.info("judge attempt %d failed (%s); retrying", attempt + 1, failure)
                 time.sleep(self._retry_delay(attempt, response))
-        raise GradingError("model_grader_server_error", f"{failure} (after {attempts} attempts)")
+        raise ScoringError("model_grader_server_error", f"{failure} (after {attempts} attempts)")
 
     def _retry_delay(self, attempt: int, response: httpx.Response | None) -> float:
         delay = self._settings.backoff_s * (2**attempt)
@@ -232,7 +232,7 @@ def _json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise GradingError(
+        raise ScoringError(
             "model_grader_server_error",
             f"endpoint answered HTTP {response.status_code} with a non-JSON body",
         ) from None
@@ -269,7 +269,7 @@ def _reply_from_body(body: Any) -> JudgeReply:
             },
         )
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise GradingError(
+        raise ScoringError(
             "model_grader_server_error", "endpoint answer is not a chat completion"
         ) from None
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from openrft.errors import OpenRFTError
-from openrft.graders.base import GradingError
+from openrft.graders.base import ScoringError
 from openrft.graders.judge_backends import JudgeOutcome, JudgeReply, JudgeRequest, JudgeSettings
 from openrft.models.load import LoadedModel, load_model
 
@@ -38,7 +38,7 @@ def load_judge(directory: Path) -> LoadedModel:
             try:
                 _LOADED[key] = load_model(key)
             except OpenRFTError as exc:
-                raise GradingError(
+                raise ScoringError(
                     "model_grader_server_error", f"cannot load local judge: {exc}"
                 ) from None
         return _LOADED[key]
@@ -65,7 +65,7 @@ class LocalJudge:
             return []
         try:
             judge = load_judge(self.directory)
-        except GradingError as exc:
+        except ScoringError as exc:
             return [exc for _ in requests]
         outcomes: list[JudgeOutcome] = []
         size = max(1, self._settings.local_batch_size)
@@ -75,7 +75,7 @@ class LocalJudge:
                 outcomes.extend(self._generate(judge, batch))
             except Exception as exc:  # a chat template or generate failure fails the batch only
                 logger.exception("local judge %s failed", self.directory)
-                failure = GradingError("model_grader_server_error", f"local judge failed: {exc}")
+                failure = ScoringError("model_grader_server_error", f"local judge failed: {exc}")
                 outcomes.extend(failure for _ in batch)
         return outcomes
 

@@ -10,6 +10,7 @@ reply never stops training.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from openrft.data.templates import render, validate_template
 from openrft.errors import InvalidInput
-from openrft.graders.base import BaseGrader, GradeResult, GradingError, Score
+from openrft.graders.base import BaseGrader, GradeResult, Score, ScoringError
 from openrft.graders.judge_backends import (
     JudgeBackend,
     JudgeOutcome,
@@ -66,7 +67,7 @@ class _ModelGraderImpl(BaseGrader):
 
     @abstractmethod
     def score_reply(self, reply: JudgeReply) -> Score:
-        """Read a (non-refused) reply into a Score; GradingError when unreadable."""
+        """Read a (non-refused) reply into a Score; ScoringError when unreadable."""
 
     def request(self, sample: dict[str, Any], item: dict[str, Any]) -> JudgeRequest:
         """The chat request for one sample (InvalidInput when a template field is missing)."""
@@ -101,12 +102,10 @@ class _ModelGraderImpl(BaseGrader):
         requests = [p for p in prepared if isinstance(p, JudgeRequest)]
         answers = iter(self.backend.complete_many(requests, max_concurrency))
         results = []
-        for sample, item, entry in zip(samples, items, prepared, strict=True):
+        for entry in prepared:
             outcome = entry if isinstance(entry, Exception) else next(answers)
-            result = _AnsweredGrader(self, outcome).grade(sample, item)
-            if isinstance(outcome, JudgeReply):
-                result.latency_s += outcome.latency_s
-            results.append(result)
+            waited = outcome.latency_s if isinstance(outcome, JudgeReply) else 0.0
+            results.append(self.result(functools.partial(self._score_outcome, outcome), waited))
         return results
 
     def close(self) -> None:
@@ -116,7 +115,7 @@ class _ModelGraderImpl(BaseGrader):
         if isinstance(outcome, Exception):
             raise outcome
         if outcome.refusal:
-            raise GradingError("model_grader_refusal_error", f"judge refused: {outcome.refusal}")
+            raise ScoringError("model_grader_refusal_error", f"judge refused: {outcome.refusal}")
         score = self.score_reply(outcome)
         score.metadata.update(
             judge_reply=outcome.text[:_REPLY_KEPT_CHARS],
@@ -126,18 +125,6 @@ class _ModelGraderImpl(BaseGrader):
             finish_reason=outcome.finish_reason,
         )
         return score
-
-
-class _AnsweredGrader(BaseGrader):
-    """Scores one sample from an answer fetched in a batch, reusing BaseGrader.grade."""
-
-    def __init__(self, parent: _ModelGraderImpl, outcome: JudgeOutcome | Exception) -> None:
-        super().__init__(parent.spec)
-        self._parent = parent
-        self._outcome = outcome
-
-    def score(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-        return self._parent._score_outcome(self._outcome)
 
 
 class ScoreModelGraderImpl(_ModelGraderImpl):
@@ -243,11 +230,11 @@ def _with_instruction(messages: list[dict[str, str]], instruction: str) -> list[
     return [{"role": "system", "content": instruction}, *messages]
 
 
-def _unreadable(reply: JudgeReply, reason: str) -> GradingError:
+def _unreadable(reply: JudgeReply, reason: str) -> ScoringError:
     if looks_like_refusal(reply.text):
-        return GradingError("model_grader_refusal_error", f"judge refused: {reply.text[:200]}")
+        return ScoringError("model_grader_refusal_error", f"judge refused: {reply.text[:200]}")
     suffix = " (reply truncated at the token limit)" if reply.finish_reason == "length" else ""
-    return GradingError("model_grader_parse_error", f"{reason}{suffix}")
+    return ScoringError("model_grader_parse_error", f"{reason}{suffix}")
 
 
 def _json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:

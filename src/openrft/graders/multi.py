@@ -8,6 +8,7 @@ log of 0, overflow) gives score 0 with a `formula_parse_error`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -16,10 +17,10 @@ from typing import Any
 
 from openrft.graders.base import (
     BaseGrader,
-    GradeError,
+    ErrorFlag,
     GradeResult,
-    GradingError,
     Score,
+    ScoringError,
     build_grader,
 )
 from openrft.graders.formula import parse_formula
@@ -61,29 +62,18 @@ class MultiGraderImpl(BaseGrader):
             for key, grader in self.graders.items()
         }
         latency = (time.perf_counter() - start) / max(len(samples), 1)
-        combined = []
-        for i in range(len(samples)):
-            score = self._combine({key: results[i] for key, results in per_grader.items()})
-            combined.append(
-                GradeResult(
-                    score=score.value,
-                    errors=score.errors,
-                    latency_s=latency,
-                    name=self.spec.name,
-                    type=self.spec.type,
-                    sub_scores=score.sub_scores,
-                    metadata=score.metadata,
-                )
-            )
-        return combined
+        rows = [{key: results[i] for key, results in per_grader.items()}
+                for i in range(len(samples))]
+        return [self.result(functools.partial(self._combine, row), waited_s=latency)
+                for row in rows]
 
     def _combine(self, results: dict[str, GradeResult]) -> Score:
         sub_scores: dict[str, float] = {}
-        errors: list[GradeError] = []
+        errors: list[ErrorFlag] = []
         details: dict[str, Any] = {}
         for key, result in results.items():
             sub_scores[key] = result.score
-            errors.extend(GradeError(e.code, f"{key}: {e.message}") for e in result.errors)
+            errors.extend(ErrorFlag(e.code, f"{key}: {e.message}") for e in result.errors)
             details[key] = {
                 "type": result.type,
                 "score": result.score,
@@ -93,11 +83,11 @@ class MultiGraderImpl(BaseGrader):
             }
         try:
             value = self.formula.evaluate(sub_scores)
-        except GradingError as exc:
-            errors.append(GradeError(exc.code, exc.message))
+        except ScoringError as exc:
+            errors.append(ErrorFlag(exc.code, exc.message))
             value = 0.0
         if not math.isfinite(value):
-            errors.append(GradeError("other_error", "formula result is not finite"))
+            errors.append(ErrorFlag("other_error", "formula result is not finite"))
             value = 0.0
         metadata = {"graders": details}
         return Score(value=value, sub_scores=sub_scores, errors=errors, metadata=metadata)

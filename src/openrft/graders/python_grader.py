@@ -11,13 +11,12 @@ from __future__ import annotations
 import ast
 import math
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from openrft.errors import GraderFailure, InvalidInput
-from openrft.graders.base import BaseGrader, GradeError, GradeResult, GradingError, Score
+from openrft.errors import GraderUnavailable, InvalidInput
+from openrft.graders.base import BaseGrader, GradeResult, Score, ScoringError
 from openrft.graders.sandbox import (
     RUNTIME,
     CallOutcome,
@@ -68,7 +67,7 @@ def check_grade_function(source: str, grader_name: str) -> None:
 def require_bubblewrap() -> str:
     bwrap = find_bubblewrap()
     if bwrap is None:
-        raise GraderFailure(
+        raise GraderUnavailable(
             "the python grader runs user code under bubblewrap, but `bwrap` is not on PATH; "
             "install it (Debian/Ubuntu: apt-get install bubblewrap)"
         )
@@ -82,14 +81,14 @@ def score_from_response(response: dict[str, Any]) -> Score:
         message = str(error.get("message")) if isinstance(error, dict) else str(error)
         line = error.get("line") if isinstance(error, dict) else None
         where = f" (line {line} of the grader source)" if line else ""
-        raise GradingError(RUNTIME, f"{message}{where}")
+        raise ScoringError(RUNTIME, f"{message}{where}")
     value, metadata = response.get("score"), response.get("metadata", {})
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise GradingError(RUNTIME, f"grade() must return a number, got {value!r}")
+        raise ScoringError(RUNTIME, f"grade() must return a number, got {value!r}")
     if not math.isfinite(value):
-        raise GradingError(RUNTIME, f"grade() returned {value}; the score must be finite")
+        raise ScoringError(RUNTIME, f"grade() returned {value}; the score must be finite")
     if not isinstance(metadata, dict):
-        raise GradingError(RUNTIME, f"'metadata' must be a dict, got {type(metadata).__name__}")
+        raise ScoringError(RUNTIME, f"'metadata' must be a dict, got {type(metadata).__name__}")
     return Score(value=float(value), metadata=metadata)
 
 
@@ -144,7 +143,7 @@ class PythonGraderImpl(BaseGrader):
             try:
                 lines.append(encode_request(sample, item))
                 outcomes.append(None)
-            except GradingError as exc:
+            except ScoringError as exc:
                 outcomes.append(CallOutcome(error=exc))
         answered = iter(
             run_calls(self.bwrap, self.spec.source, lines, self.limits) if lines else []
@@ -152,19 +151,9 @@ class PythonGraderImpl(BaseGrader):
         return [outcome if outcome is not None else next(answered) for outcome in outcomes]
 
     def _result(self, outcome: CallOutcome) -> GradeResult:
-        started = time.perf_counter()
-        try:
+        def score() -> Score:
             if outcome.error is not None:
                 raise outcome.error
-            score = self._with_pass(score_from_response(outcome.response or {}))
-            value, errors, metadata = score.value, [], score.metadata
-        except GradingError as exc:
-            value, errors, metadata = 0.0, [GradeError(exc.code, exc.message)], {}
-        return GradeResult(
-            score=value,
-            errors=errors,
-            latency_s=outcome.latency_s + time.perf_counter() - started,
-            name=self.spec.name,
-            type=self.spec.type,
-            metadata=metadata,
-        )
+            return self._with_pass(score_from_response(outcome.response or {}))
+
+        return self.result(score, waited_s=outcome.latency_s)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from openrft.errors import InvalidInput
-from openrft.graders.base import GradingError
+from openrft.graders.base import ScoringError
 
 GIB = 1024**3
 RUNNER_ON_HOST = Path(__file__).with_name("sandbox_runner.py")
@@ -97,7 +97,7 @@ class CallOutcome:
     """The runner's answer to one call, or why there is none; latency excludes startup."""
 
     response: dict[str, Any] | None = None
-    error: GradingError | None = None
+    error: ScoringError | None = None
     latency_s: float = 0.0
 
 
@@ -225,7 +225,7 @@ class SandboxProcess:
         self.close()
 
     def start(self) -> None:
-        """Start the sandbox and load the source; GradingError when either fails."""
+        """Start the sandbox and load the source; ScoringError when either fails."""
         try:
             self._proc = subprocess.Popen(
                 bwrap_command(self.bwrap, self.limits),
@@ -237,7 +237,7 @@ class SandboxProcess:
                 bufsize=0,
             )
         except OSError as exc:
-            raise GradingError(SERVER, f"could not start bubblewrap ({self.bwrap}): {exc}") from exc
+            raise ScoringError(SERVER, f"could not start bubblewrap ({self.bwrap}): {exc}") from exc
         self._stderr = _StderrTail(self._proc.stderr)
         self._stderr.start()
         header = {
@@ -281,7 +281,7 @@ class SandboxProcess:
             self.close()
             limit = self.limits.wall_timeout_s
             message = f"{what} timed out after the {limit:g} s wall-clock limit"
-            raise GradingError(RUNTIME, message) from None
+            raise ScoringError(RUNTIME, message) from None
         if answer is None:
             raise self._died(what, loading)
         try:
@@ -290,7 +290,7 @@ class SandboxProcess:
             reply = None
         if not isinstance(reply, dict):
             self.close()
-            raise GradingError(RUNTIME, f"the sandbox sent an unreadable answer: {answer[:200]!r}")
+            raise ScoringError(RUNTIME, f"the sandbox sent an unreadable answer: {answer[:200]!r}")
         return reply
 
     def _write_all(self, data: bytes, deadline: float) -> None:
@@ -318,7 +318,7 @@ class SandboxProcess:
             self._buffer += chunk
             if len(self._buffer) > MAX_RESPONSE_BYTES:
                 self.close()
-                raise GradingError(RUNTIME, f"grade() result exceeds {MAX_RESPONSE_BYTES} bytes")
+                raise ScoringError(RUNTIME, f"grade() result exceeds {MAX_RESPONSE_BYTES} bytes")
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
@@ -332,37 +332,37 @@ class SandboxProcess:
         poller.register(fd, event)
         return bool(poller.poll(remaining * 1000))
 
-    def _died(self, what: str, loading: bool) -> GradingError:
+    def _died(self, what: str, loading: bool) -> ScoringError:
         assert self._proc is not None and self._stderr is not None
         returncode = self._proc.wait()  # EOF: even bwrap closed its end, so it has exited
         self._stderr.join(timeout=5)
         stderr = self._stderr.text()
         self.close()
         if loading and stderr.startswith("bwrap:"):
-            return GradingError(SERVER, f"bubblewrap could not create the sandbox: {stderr}")
+            return ScoringError(SERVER, f"bubblewrap could not create the sandbox: {stderr}")
         detail = f": {stderr[-500:]}" if stderr else ""
         exit_text = _describe_exit(returncode, self.limits)
         message = f"the sandbox process died during {what} ({exit_text}){detail}"
-        return GradingError(RUNTIME, message)
+        return ScoringError(RUNTIME, message)
 
     def _raise_runner_error(self, error: Any, loading: bool) -> None:
         self.close()
         if not isinstance(error, dict):
-            raise GradingError(RUNTIME, f"unexpected answer from the sandbox: {error!r}"[:500])
+            raise ScoringError(RUNTIME, f"unexpected answer from the sandbox: {error!r}"[:500])
         message = str(error.get("message", ""))
         if error.get("kind") == "setup":
-            raise GradingError(SERVER, f"the sandbox could not apply its limits: {message}")
+            raise ScoringError(SERVER, f"the sandbox could not apply its limits: {message}")
         line = error.get("line")
         where = f" (line {line} of the grader source)" if line else ""
-        raise GradingError(RUNTIME, f"loading the grader source failed: {message}{where}")
+        raise ScoringError(RUNTIME, f"loading the grader source failed: {message}{where}")
 
 
 def encode_request(sample: dict[str, Any], item: dict[str, Any]) -> bytes:
-    """One protocol line; GradingError(sample_parse_error) when it is not JSON."""
+    """One protocol line; ScoringError(sample_parse_error) when it is not JSON."""
     try:
         return json.dumps({"sample": sample, "item": item}).encode() + b"\n"
     except (TypeError, ValueError) as exc:
-        raise GradingError("sample_parse_error", f"sample/item is not JSON: {exc}") from None
+        raise ScoringError("sample_parse_error", f"sample/item is not JSON: {exc}") from None
 
 
 def run_calls(
@@ -375,13 +375,13 @@ def run_calls(
         with SandboxProcess(bwrap, source, limits, calls=len(pending)) as sandbox:
             try:
                 sandbox.start()
-            except GradingError as exc:  # the source cannot load: every call fails the same way
+            except ScoringError as exc:  # the source cannot load: every call fails the same way
                 return outcomes + [CallOutcome(error=exc) for _ in pending]
             for line in pending:
                 started = time.perf_counter()
                 try:
                     outcome = CallOutcome(response=sandbox.call(line))
-                except GradingError as exc:
+                except ScoringError as exc:
                     outcome = CallOutcome(error=exc)
                 outcome.latency_s = time.perf_counter() - started
                 outcomes.append(outcome)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from openrft.strict_model import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Grader(_Strict):
+class _Grader(StrictModel):
     """A grader object. A missing `name` defaults to the grader's `type`, as OpenAI's API
     accepts graders without one (the graders guide's python and multi examples have none)."""
 
@@ -29,12 +27,12 @@ class _Grader(_Strict):
         return data
 
 
-class InputTextContent(_Strict):
+class InputTextContent(StrictModel):
     type: Literal["input_text", "output_text", "text"] = "input_text"
     text: str
 
 
-class GraderMessage(_Strict):
+class GraderMessage(StrictModel):
     """One chat message of a model grader's prompt; content may hold templates."""
 
     role: Literal["user", "assistant", "system", "developer"]
@@ -51,7 +49,7 @@ class GraderMessage(_Strict):
         return "".join(part if isinstance(part, str) else part.text for part in content)
 
 
-class SamplingParams(_Strict):
+class SamplingParams(StrictModel):
     """Sampling parameters of a model grader (OpenAI: `sampling_params`)."""
 
     seed: int | None = None

@@ -28,7 +28,7 @@ from functools import cache
 from typing import Any
 
 from openrft.data.templates import render, validate_template
-from openrft.graders.base import BaseGrader, GradingError, Score
+from openrft.graders.base import BaseGrader, Score, ScoringError
 from openrft.graders.schema import TextSimilarityGrader
 
 logger = logging.getLogger(__name__)
@@ -155,11 +155,11 @@ class TextSimilarityGraderImpl(BaseGrader):
         try:
             value = self._metric(text, reference)
         except (ValueError, ZeroDivisionError, RecursionError) as exc:
-            raise GradingError(
+            raise ScoringError(
                 "other_error", f"{self.spec.evaluation_metric} failed: {exc}"
             ) from None
         if not math.isfinite(value):
-            raise GradingError("other_error", f"{self.spec.evaluation_metric} is not finite")
+            raise ScoringError("other_error", f"{self.spec.evaluation_metric} is not finite")
         value = min(1.0, max(0.0, value))
         metadata: dict[str, Any] = {"evaluation_metric": self.spec.evaluation_metric}
         if self.spec.evaluation_metric == "meteor":

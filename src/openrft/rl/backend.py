@@ -13,6 +13,7 @@ from typing import Any
 from openrft.graders.base import RewardFn, make_reward_fn
 from openrft.rl.config import RaySettings, ResolvedConfig
 from openrft.rl.policy_setup import make_rollout_engine
+from openrft.rl.step import Policy
 from openrft.rollout.engine import RolloutEngine
 
 
@@ -23,12 +24,12 @@ class Backend:
     close: Callable[[], None]  # releases graders, actors and the cluster connection
 
 
-def open_backend(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> Backend:
-    """The engine and reward function of `cfg.backend` for the policy `model`."""
+def open_backend(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend:
+    """The engine and reward function of `cfg.backend` for the policy being trained."""
     if cfg.backend == "ray":
-        return _open_ray(cfg, model, tokenizer)
+        return _open_ray(cfg, policy.model, tokenizer)
     reward_fn, grader = make_reward_fn(cfg.grader)
-    return Backend(make_rollout_engine(cfg, model, tokenizer), reward_fn, grader.close)
+    return Backend(make_rollout_engine(cfg, policy, tokenizer), reward_fn, grader.close)
 
 
 def _open_ray(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> Backend:

@@ -21,16 +21,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from openrft.rollout.engine import CausalLM
+
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def save_model_dir(path: Path, model: Any, tokenizer: Any) -> None:
+def save_model_dir(path: Path, model: CausalLM, tokenizer: Any) -> None:
     """Write model (adapter or full) + tokenizer to `path` atomically (tmp dir + rename)."""
     tmp = path.with_name(f".tmp-{path.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    _save_pretrained(model, tmp)
     tokenizer.save_pretrained(tmp)
     _replace_dir(tmp, path)
 
@@ -38,7 +40,7 @@ def save_model_dir(path: Path, model: Any, tokenizer: Any) -> None:
 def save_checkpoint(
     checkpoints_dir: Path,
     step: int,
-    model: Any,
+    model: CausalLM,
     tokenizer: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -52,7 +54,7 @@ def save_checkpoint(
     path = checkpoints_dir / f"step-{step}"
     tmp = checkpoints_dir / f".tmp-step-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    _save_pretrained(model, tmp)
     tokenizer.save_pretrained(tmp)
     tensors, meta = _optimizer_to_flat(optimizer.state_dict())
     rng_tensors, rng_meta = _capture_rng()
@@ -201,3 +203,9 @@ def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None
     np.random.set_state((kind, keys, pos, has_gauss, cached))
     version, python_state, gauss = meta["python"]
     random.setstate((version, tuple(python_state), gauss))
+
+
+def _save_pretrained(model: CausalLM, directory: Path) -> None:
+    """transformers' and peft's own format (a peft model writes its adapter only)."""
+    hf_model: Any = model  # PreTrainedModel and PeftModel both have save_pretrained
+    hf_model.save_pretrained(directory)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from openrft.errors import InvalidInput
 from openrft.rollout.tools import ToolServer
+from openrft.strict_model import StrictModel
 
 Auto = Literal["auto"]
 LossType = Literal["grpo", "dr_grpo", "dapo"]
@@ -37,11 +38,7 @@ PREFLIGHT_ROWS = 32  # training rows a preflight samples (each group_size times)
 PREFLIGHT_AUTO_FACTOR = 10  # auto preflight when the run samples >= 10x preflight's prompts
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Hyperparameters(_Strict):
+class Hyperparameters(StrictModel):
     """OpenAI's reinforcement hyperparameters: same names, ranges and "auto" defaults."""
 
     n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = "auto"
@@ -60,7 +57,7 @@ class Hyperparameters(_Strict):
     """Validation rows sampled (once each) per validation run. auto: min(32, rows)."""
 
 
-class MonitorSettings(_Strict):
+class MonitorSettings(StrictModel):
     """Thresholds of the training-health monitor (rl/monitor.py, docs/training_health.md).
     Findings are alerts: they never change the reward."""
 
@@ -114,7 +111,7 @@ class MonitorSettings(_Strict):
     """Share of the within-group reward variation one `multi` sub-grader explains."""
 
 
-class RaySettings(_Strict):
+class RaySettings(StrictModel):
     """Where and how a `backend: ray` run spreads its rollouts and grading (docs/scaling.md)."""
 
     address: str | None = None
@@ -138,7 +135,7 @@ class RaySettings(_Strict):
     """How long to wait for the cluster to have room for every rollout worker."""
 
 
-class ExpertSettings(_Strict):
+class ExpertSettings(StrictModel):
     """Knobs OpenAI does not expose. Defaults follow current TRL GRPO practice."""
 
     group_size: Annotated[int, Field(ge=2, le=256)] | None = None
@@ -185,10 +182,16 @@ class ExpertSettings(_Strict):
     """Fraction of total steps with linear warmup from 0."""
     max_grad_norm: float = Field(default=1.0, gt=0)
     """Gradient clipping: global L2 norm cap."""
+    fast_path: Literal["auto", "off"] = "auto"
+    """Speed tricks (openrft/fast/): hand-written Llama-family decode with prepacked
+    weights and in-place KV caches, the update's forward replayed from the rollout,
+    fused log-prob backward, zero-advantage row skipping. auto: each where the model and
+    settings qualify (same results up to float32 rounding); off: the plain reference path
+    (the model's own modules under autograd), slower. The two knobs below apply to auto."""
     reuse_rollout_forward: bool = True
     """On-policy updates (num_iterations 1, grad_accum_steps 1, fp32, no dropout) take
     their forward pass from the HF rollout's recorded matmul outputs instead of running
-    the model again (rl/replay.py): the same gradients, one forward pass fewer, the
+    the model again (fast/replay.py): the same gradients, one forward pass fewer, the
     recorded outputs held in memory from sampling to the update. False: always rerun."""
     skip_zero_advantage: bool = True
     """With beta 0, a completion whose advantage is exactly 0 (every completion of its
@@ -231,7 +234,7 @@ class ExpertSettings(_Strict):
     """Ray cluster settings, used when backend is ray."""
 
 
-class RFTConfig(_Strict):
+class RFTConfig(StrictModel):
     """A reinforcement fine-tuning job: OpenAI's job-creation body plus `expert:` knobs."""
 
     model: str
@@ -392,6 +395,7 @@ class ResolvedConfig:
     lr_schedule: Literal["constant", "linear", "cosine"]
     warmup_ratio: float
     max_grad_norm: float
+    fast_path: Literal["auto", "off"]
     reuse_rollout_forward: bool
     skip_zero_advantage: bool
     engine: Literal["auto", "hf", "vllm"]
@@ -484,6 +488,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         lr_schedule=ex.lr_schedule,
         warmup_ratio=ex.warmup_ratio,
         max_grad_norm=ex.max_grad_norm,
+        fast_path=ex.fast_path,
         reuse_rollout_forward=ex.reuse_rollout_forward,
         skip_zero_advantage=ex.skip_zero_advantage,
         engine=ex.engine,

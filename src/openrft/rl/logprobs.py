@@ -4,19 +4,24 @@ Sequences are packed as `[left padding | prompt | completion | right padding]`, 
 completion starts at the same column P and the LM head only has to run on the C
 positions that predict completion tokens (`logits_to_keep`): for a 400-token prompt and
 64-token answer that skips ~85% of the (vocab-sized) output projection. Entropy is
-computed from the same softmax, block by block (it is only reported, never optimised),
-so it costs one dot product per block and no graph.
+computed from the same softmax (it is only reported, never optimised), without a graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from openrft.rollout.engine import Sample
+from openrft.rollout.engine import CausalLM, Sample
+
+# (logits (N, C, V), targets (N, C), with_entropy) -> (log-probs (N, C), entropy or None)
+SelectLogProbs = Callable[[torch.Tensor, torch.Tensor, bool],
+                          tuple[torch.Tensor, torch.Tensor | None]]
+# (model, batch, temperature, with_entropy) -> (log-probs (N, C), entropy (N, C) or None)
+LogProbs = Callable[[Any, "TokenBatch", float, bool], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 @dataclass
@@ -26,6 +31,9 @@ class TokenBatch:
     input_ids: torch.Tensor  # (N, P + C) long
     attention_mask: torch.Tensor  # (N, P + C) long
     completion_mask: torch.Tensor  # (N, C) float: 1 on generated tokens
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
 
     @property
     def completion_length(self) -> int:
@@ -60,15 +68,17 @@ def pack_samples(samples: Sequence[Sample], pad_token_id: int) -> TokenBatch:
 
 
 def completion_logprobs(
-    model: Any,
+    model: CausalLM,
     batch: TokenBatch,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    select: SelectLogProbs | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (N, C), (N, C) or None
     """log p(completion token | prefix) at each completion position, optionally entropy.
 
     Logits are divided by the sampling temperature, so the log-probs are those of the
-    distribution the rollout engine actually sampled from.
+    distribution the rollout engine actually sampled from. `select` turns the logits into
+    log-probs (None: `selected_logprobs`, plain autograd; openrft.fast passes a fused one).
     """
     c = batch.completion_length
     length = batch.input_ids.shape[1]
@@ -87,95 +97,35 @@ def completion_logprobs(
     if temperature != 1.0:
         logits = logits / temperature
     targets = batch.input_ids[:, -c:].to(device)  # (N, C)
-    logp, entropy = SelectedLogProbs.apply(logits, targets, with_entropy)  # (N, C) each
-    return logp, entropy if with_entropy else None
+    return (select or selected_logprobs)(logits, targets, with_entropy)  # (N, C) each
 
 
-class SelectedLogProbs(torch.autograd.Function):
-    """log_softmax(logits)[targets] for (N, C, V) logits and (N, C) targets and, when
-    asked, the entropy, with a hand-fused backward: d logp / d logits = onehot - softmax.
-
-    Why by hand: at small model sizes every pass over the (N, C, V) logits costs about as
-    much as a transformer layer, and autograd's gather + logsumexp chain makes several.
-    Here one logits-shaped buffer holds the log-softmax, then the softmax (both made by
-    `probs_into`, a cache-sized block at a time), then (in place) the gradient. So it
-    backpropagates once (no retain_graph).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor,
-                with_entropy: bool) -> Any:
-        probs = torch.empty_like(logits)
-        logp, entropy = probs_into(probs, logits, targets, with_entropy)
-        ctx.save_for_backward(probs, targets)
-        ctx.spent = False
-        ctx.mark_non_differentiable(entropy)
-        return logp, entropy
-
-    @staticmethod
-    def backward(ctx: Any, grad_logp: torch.Tensor, _grad_entropy: Any) -> Any:
-        spend_once(ctx)
-        probs, targets = ctx.saved_tensors
-        return probs_to_grad(probs, targets, grad_logp), None, None
-
-
-def probs_into(
-    out: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool
-) -> tuple[torch.Tensor, torch.Tensor]:  # (N, C) log p(targets), (N, C) entropy or empty
-    """Write softmax(logits) into `out` (N, C, V), which may be `logits` itself; return the
-    targets' log-probs and, when asked, the entropy -sum p log p.
-
-    A few rows at a time (~2 MB), so that a block's log-softmax, gather, exp and entropy
-    all read it from cache: one pass over memory where whole-tensor ops make five (26 vs
-    42 ms on 64 x 64 x 4096, 2 threads).
-    """
-    rows, columns, vocab = logits.shape
-    logp = logits.new_empty((rows, columns))
-    entropy = logits.new_empty((rows, columns) if with_entropy else (0,))
-    step = max(1, (1 << 19) // max(1, columns * vocab))
-    scratch = logits.new_empty((min(step, rows), columns, vocab)) if with_entropy else None
-    for start in range(0, rows, step):
-        block = slice(start, start + step)
-        log_probs = torch.log_softmax(logits[block], dim=-1, out=out[block])
-        logp[block] = log_probs.gather(-1, targets[block].unsqueeze(-1)).squeeze(-1)
-        if scratch is None:
-            log_probs.exp_()
-            continue
-        probs = torch.exp(log_probs, out=scratch[: log_probs.shape[0]])
-        entropy[block] = torch.linalg.vecdot(probs, log_probs).neg_()
-        log_probs.copy_(probs)
+def selected_logprobs(logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (N, C), (N, C) or None
+    """log_softmax(logits)[targets] for (N, C, V) logits and (N, C) targets under autograd,
+    and the entropy -sum p log p (reported only: no graph)."""
+    log_probs = torch.log_softmax(logits, dim=-1)  # (N, C, V)
+    logp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, C)
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)  # (N, C)
     return logp, entropy
-
-
-def spend_once(ctx: Any) -> None:
-    """Refuse a second backward through a function whose saved probs became the gradient."""
-    if ctx.spent:
-        raise RuntimeError(f"{type(ctx).__name__.removesuffix('Backward')} backpropagates "
-                           "once: its buffer became the gradient (retain_graph is not "
-                           "supported)")
-    ctx.spent = True
-
-
-def probs_to_grad(probs: torch.Tensor, targets: torch.Tensor,
-                  grad_logp: torch.Tensor) -> torch.Tensor:
-    """The backward of log p(targets) with respect to the logits, written over `probs`:
-    p * -g + onehot * g."""
-    probs.mul_(-grad_logp.unsqueeze(-1))
-    probs.scatter_add_(-1, targets.unsqueeze(-1), grad_logp.unsqueeze(-1))
-    return probs
 
 
 @torch.no_grad()
 def reference_logprobs(
-    policy: Any, reference: Any | None, batch: TokenBatch, temperature: float
+    policy: CausalLM, reference: CausalLM | None, batch: TokenBatch, temperature: float,
+    logprobs: LogProbs = completion_logprobs,
 ) -> torch.Tensor:  # (N, C)
     """Log-probs under the KL reference: the frozen `reference` model, or, when it is None,
     the LoRA policy with its adapters switched off (the base model, no second copy)."""
     if reference is not None:
-        return completion_logprobs(reference, batch, temperature)[0]
-    with policy.disable_adapter():  # peft: the forward pass runs the base weights only
-        return completion_logprobs(policy, batch, temperature)[0]
+        return logprobs(reference, batch, temperature, False)[0]
+    peft_model: Any = policy  # a PeftModel: its forward runs the base weights only here
+    with peft_model.disable_adapter():
+        return logprobs(policy, batch, temperature, False)[0]
 
 
-def _device_of(model: Any) -> torch.device:
+def _device_of(model: CausalLM) -> torch.device:
     return next(model.parameters()).device

@@ -13,8 +13,8 @@ from transformers import get_scheduler, set_seed
 from openrft.rl.checkpoint import load_trainer_state
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.precision import plan_precision
-from openrft.rl.step import Policy
-from openrft.rollout.engine import GenerationParams, RolloutEngine
+from openrft.rl.step import PlainPath, Policy, TrainingPath
+from openrft.rollout.engine import CausalLM, GenerationParams, RolloutEngine
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
         num_training_steps=updates,
     )
     policy = Policy(
-        model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast
+        model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast,
+        make_training_path(cfg, model, plan.autocast),
     )
     start_step = 0
     if checkpoint is not None:
@@ -69,7 +70,7 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     return policy, loaded.tokenizer, start_step
 
 
-def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
+def _load_adapter_weights(model: CausalLM, checkpoint: Path) -> None:
     from peft import load_peft_weights, set_peft_model_state_dict
 
     result: Any = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
@@ -91,17 +92,32 @@ def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:
     )
 
 
-def make_rollout_engine(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> RolloutEngine:
-    """The engine that samples from the policy being trained: HF shares the model object;
-    vLLM gets the new weights through `sync_weights` after every update."""
-    from openrft.rollout.factory import make_engine
+def make_training_path(cfg: ResolvedConfig, model: CausalLM, autocast: torch.dtype | None
+                       ) -> TrainingPath:
+    """`expert.fast_path`: auto takes openrft.fast's path (each trick where the model and
+    settings qualify), off the plain reference path."""
+    if cfg.fast_path == "off":
+        return PlainPath()
+    from openrft.fast import FastPath
 
-    return make_engine(model, tokenizer, cfg.engine)
+    return FastPath.for_run(cfg, model, autocast)
+
+
+def make_rollout_engine(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> RolloutEngine:
+    """The engine that samples from the policy being trained: HF shares the model object
+    and decodes with the policy's training path; vLLM gets the new weights through
+    `sync_weights` after every update (and runs its own kernels: fast_path aside)."""
+    from openrft.rollout.factory import make_engine, resolve_engine_kind
+
+    options = {}
+    if resolve_engine_kind(cfg.engine) == "hf":
+        options["decode_forward"] = policy.path.decode_forward
+    return make_engine(policy.model, tokenizer, cfg.engine, **options)
 
 
 def _fused_adamw_supported(params: list[torch.nn.Parameter]) -> bool:
-    """torch's fused AdamW (one kernel over all tensors; 4x faster than the per-tensor loop
-    at 20M parameters on CPU) takes floating-point tensors on CPU or CUDA."""
+    """torch's fused AdamW (one kernel over all tensors, not a loop over them: BENCHMARKS.md,
+    "Fast-path micro-measurements") takes floating-point tensors on CPU or CUDA."""
     return bool(params) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     )

@@ -37,7 +37,7 @@ from openrft.eval.metrics import (
     summarize_rewards,
 )
 from openrft.graders.base import BaseGrader
-from openrft.rollout.engine import GenerationParams, RolloutEngine
+from openrft.rollout.engine import CausalLM, GenerationParams, RolloutEngine
 
 Verdict = Literal["ok", "too_hard", "too_easy", "low_signal"]
 
@@ -85,7 +85,7 @@ class PreflightReport:
 
 
 def preflight(
-    model: Any,
+    model: CausalLM | str,
     rows: Any,
     grader: dict[str, Any] | BaseGrader,
     *,

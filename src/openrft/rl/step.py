@@ -1,50 +1,54 @@
-"""One GRPO step, top to bottom: sample -> grade -> advantages -> loss/update -> metrics.
+"""One GRPO step, top to bottom: sample -> grade -> advantages -> log-probs -> loss ->
+backward -> optimizer step -> metrics.
 
 Each phase is a small function; `run_step` only strings them together and times them.
-The trainer (trainer.py) owns the loop, evaluation cadence, checkpoints and reporting.
+The update here (`update_policy`) is the plain reference: the policy's own forward under
+autograd. Every speed trick lives in openrft.fast and plugs in through `TrainingPath`,
+which `PlainPath` implements too (`expert.fast_path` chooses). The trainer (trainer.py)
+owns the loop, evaluation cadence, checkpoints and reporting.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from openrft.graders.base import GradeResult, RewardFn
+from openrft.graders.base import RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.health_metrics import step_health_metrics
-from openrft.rl.logprobs import TokenBatch, completion_logprobs, pack_samples, reference_logprobs
+from openrft.rl.logprobs import (
+    LogProbs,
+    TokenBatch,
+    completion_logprobs,
+    pack_samples,
+    reference_logprobs,
+)
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
-from openrft.rl.replay import (
-    keep_tape_rows,
-    recorded_entropy,
-    replay_supported,
-    tape_logprobs,
-)
-from openrft.rollout.engine import GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rl.step_records import sample_records, tool_warnings
+from openrft.rollout.decode import DecodeForward, TransformersForward
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.episodes import EpisodeRunner, episode_metrics
-from openrft.rollout.forward_tape import ForwardTape
 from openrft.rollout.grading import grade_samples
-from openrft.rollout.hf import HFRolloutEngine
 
 
 @dataclass
 class Policy:
     """The model being trained and everything its update needs."""
 
-    model: Any  # transformers model or peft model (LoRA)
-    reference: Any | None  # frozen model for KL in full fine-tuning; None: LoRA or beta == 0
+    model: CausalLM  # transformers model or peft model (LoRA)
+    reference: CausalLM | None  # frozen model for KL in full fine-tuning; None: LoRA or beta == 0
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     pad_token_id: int
     autocast_dtype: torch.dtype | None = None  # bf16/fp16: forwards under torch.autocast
+    path: TrainingPath = field(default_factory=lambda: PlainPath())  # expert.fast_path
 
 
 @dataclass
@@ -98,7 +102,7 @@ def sample_episodes(
 # -- phase 2: grade: openrft.rollout.grading.grade_samples, shared with evaluation --------
 
 
-# -- phase 4: loss and optimizer step --------------------------------------------------
+# -- phase 4: log-probs, loss, backward, optimizer step ----------------------------------
 
 
 @dataclass
@@ -108,94 +112,63 @@ class UpdateStats:
     clip_fraction: float  # fraction of tokens where the clip was the active branch
     loss: float  # mean of the optimized loss over iterations
     grad_norm: float  # pre-clipping global gradient norm (last iteration)
-    replayed: bool = False  # the forward pass came from the rollout's tape
+    replayed: bool = False  # the forward pass came from the rollout's tape (openrft.fast)
+
+
+@dataclass
+class PassTotals:
+    """Sums over one pass of forward/backward through the batch (one iteration)."""
+
+    loss: float = 0.0  # the optimized loss (micro-batch losses add up to the batch's)
+    clipped: float = 0.0  # completion tokens where the clip was active
+    kl: float = 0.0  # k3 KL summed over completion tokens
+    entropy: float = 0.0  # policy entropy summed over completion tokens
+    grad_norm: float = 0.0  # pre-clipping global gradient norm of the step that followed
 
 
 def update_policy(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
-    tapes: list[ForwardTape] | None = None,
+    logprobs: LogProbs = completion_logprobs,
 ) -> UpdateStats:
     """num_iterations optimizer steps on one sampled batch, micro-batched for memory.
 
     num_iterations == 1 is on-policy: the old log-probs are the current ones detached
-    (ratio exactly 1), so no extra forward pass is spent on them. `tapes` (the rollout's
-    recorded forward, see rl/replay.py) replace the policy's forward pass when given.
-    Rows that cannot move the weights (`trained_rows`) get no forward/backward pass; they
-    still count in every normaliser and in the reported entropy.
+    (ratio exactly 1), so no extra forward pass is spent on them. `logprobs` is the
+    policy's forward under autograd (openrft.fast passes a faster one).
     """
     model = policy.model
-    n = batch.input_ids.shape[0]
-    sizes = BatchSizes(n, int(batch.completion_mask.sum()), cfg.max_tokens)
-    trained = trained_rows(advantages, cfg)
-    idle = _other_rows(trained, n)
-    model.train()  # the entropy of idle rows is read in the mode the loss forward runs in
-    idle_entropy = _entropy_sum(policy, cfg, batch, idle, tapes) if len(idle) else 0.0
-    if tapes is not None and len(idle):
-        tapes = keep_tape_rows(tapes, trained)
-    batch, advantages = batch.rows(trained), advantages[trained]
-    model.eval()  # old/reference log-probs without dropout
-    ref_logp, old_logp = None, None
-    with _forward_precision(policy):
-        if cfg.beta > 0:
-            ref_logp = reference_logprobs(model, policy.reference, batch, cfg.temperature)
-        if cfg.num_iterations > 1 and len(trained):
-            with torch.no_grad():
-                old_logp = completion_logprobs(model, batch, cfg.temperature)[0]  # (N, C)
+    sizes = BatchSizes(len(batch), int(batch.completion_mask.sum()), cfg.max_tokens)
+    old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, logprobs)  # (N, C) or None
     model.train()
-    losses, kl, entropy, clip, grad_norm = [], 0.0, 0.0, 0.0, 0.0
-    tokens = max(sizes.num_tokens, 1)
+    passes = []
     for iteration in range(cfg.num_iterations):
-        totals = _accumulate_gradients(
-            policy, cfg, batch, advantages, old_logp, ref_logp, sizes, iteration == 0, tapes
-        )
-        if not len(trained):  # what a backward of an all-zero loss leaves: zero gradients
-            for parameter in _trainable(model):
-                parameter.grad = torch.zeros_like(parameter)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(_trainable(model), cfg.max_grad_norm))
-        policy.optimizer.step()
-        policy.scheduler.step()
-        policy.optimizer.zero_grad(set_to_none=True)
-        losses.append(totals["loss"])
-        clip += totals["clipped"] / tokens / cfg.num_iterations
-        kl += totals["kl"] / tokens / cfg.num_iterations
-        if iteration == 0:
-            entropy = (totals["entropy"] + idle_entropy) / tokens
+        totals = accumulate_gradients(policy, cfg, batch, advantages, old_logp, ref_logp,
+                                      sizes, iteration == 0, logprobs)
+        totals.grad_norm = optimizer_step(policy, cfg)
+        passes.append(totals)
     model.eval()
-    return UpdateStats(kl, entropy, clip, sum(losses) / len(losses), grad_norm,
-                       bool(totals["replayed"]))
+    return summarize_passes(passes, sizes, cfg.num_iterations)
 
 
-def trained_rows(advantages: torch.Tensor, cfg: ResolvedConfig) -> torch.Tensor:
-    """Indices of the rows whose loss has a gradient. With beta 0 the loss of a row is
-    its advantage times a ratio term, so a row with advantage exactly 0 (its whole group
-    scored alike) has loss and gradient exactly 0: its backward is skipped."""
-    n = advantages.shape[0]
-    if cfg.beta > 0 or not cfg.skip_zero_advantage:
-        return torch.arange(n)
-    return torch.nonzero(advantages != 0).flatten()
+def frozen_logprobs(
+    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, logprobs: LogProbs
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # (N, C) old, (N, C) reference
+    """The log-probs the loss holds fixed, in eval mode (no dropout): the reference
+    model's (beta > 0) and the sampling policy's (num_iterations > 1; on-policy they are
+    the current ones detached)."""
+    policy.model.eval()
+    ref_logp, old_logp = None, None
+    with forward_precision(policy):
+        if cfg.beta > 0:
+            ref_logp = reference_logprobs(policy.model, policy.reference, batch,
+                                          cfg.temperature, logprobs)
+        if cfg.num_iterations > 1:
+            with torch.no_grad():
+                old_logp = logprobs(policy.model, batch, cfg.temperature, False)[0]
+    return old_logp, ref_logp
 
 
-def _other_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[rows] = False
-    return torch.nonzero(keep).flatten()
-
-
-def _entropy_sum(policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, rows: torch.Tensor,
-                 tapes: list[ForwardTape] | None) -> float:
-    """Policy entropy summed over the completion tokens of batch `rows`, without a graph:
-    from the rollout's recorded logits when there are tapes, else a forward pass."""
-    mask = batch.completion_mask
-    if tapes is not None:
-        return recorded_entropy(tapes, rows, mask, cfg.temperature)
-    idle = batch.rows(rows)
-    with torch.no_grad(), _forward_precision(policy):
-        _, entropy = completion_logprobs(policy.model, idle, cfg.temperature, True)
-    assert entropy is not None
-    return float((entropy.float().cpu() * idle.completion_mask).sum())
-
-
-def _accumulate_gradients(
+def accumulate_gradients(
     policy: Policy,
     cfg: ResolvedConfig,
     batch: TokenBatch,
@@ -204,28 +177,20 @@ def _accumulate_gradients(
     ref_logp: torch.Tensor | None,  # (N, C) or None (beta == 0)
     sizes: BatchSizes,
     with_entropy: bool,
-    tapes: list[ForwardTape] | None = None,
-) -> dict[str, float]:
-    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's.
-    With `tapes` (whole batch only) the forward is replayed from the rollout's."""
+    logprobs: LogProbs,
+) -> PassTotals:
+    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
     model = policy.model
-    n = batch.input_ids.shape[0]
+    n = len(batch)
     micro = max(1, -(-n // cfg.grad_accum_steps))  # ceil
-    totals = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0, "replayed": 0.0}
+    totals = PassTotals()
     device = next(model.parameters()).device
     for start in range(0, n, micro):
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
         mask = mb.completion_mask.to(device)  # (n, C)
-        replayed = None  # tape_logprobs refuses a micro-batch (rows differ from the tapes')
-        if tapes is not None:
-            replayed = tape_logprobs(model, tapes, mb, cfg.temperature, with_entropy)
-        if replayed is not None:
-            logp, entropy = replayed
-            totals["replayed"] = 1.0
-        else:
-            with _forward_precision(policy):
-                logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy)
+        with forward_precision(policy):
+            logp, entropy = logprobs(model, mb, cfg.temperature, with_entropy)  # (n, C)
         out = policy_loss(
             logp,
             logp.detach() if old_logp is None else old_logp[rows],
@@ -239,31 +204,84 @@ def _accumulate_gradients(
             cfg.beta,
         )
         out.loss.backward()
-        totals["loss"] += float(out.loss.detach())
-        totals["clipped"] += out.clipped_tokens
-        totals["kl"] += out.kl_sum
+        totals.loss += float(out.loss.detach())
+        totals.clipped += out.clipped_tokens
+        totals.kl += out.kl_sum
         if entropy is not None:
-            totals["entropy"] += float((entropy * mask).sum())
+            totals.entropy += float((entropy * mask).sum())
     return totals
 
 
-def _replay_possible(ctx: StepContext) -> bool:
-    """Whether to record the rollout's forward for the update (see rl/replay.py)."""
-    cfg, policy = ctx.cfg, ctx.policy
-    return (cfg.reuse_rollout_forward
-            and replay_supported(policy.model, cfg.num_iterations, cfg.grad_accum_steps,
-                                 policy.autocast_dtype))
+def optimizer_step(policy: Policy, cfg: ResolvedConfig) -> float:
+    """Clip the gradients, step AdamW and the LR schedule, clear the gradients; returns
+    the pre-clipping global gradient norm."""
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
+    policy.optimizer.step()
+    policy.scheduler.step()
+    policy.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
-def _trainable(model: Any) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
+def summarize_passes(passes: list[PassTotals], sizes: BatchSizes, iterations: int
+                     ) -> UpdateStats:
+    """Per-token means over the batch's completion tokens: entropy of the first
+    (on-policy) pass, KL and clip fraction averaged over the passes."""
+    tokens = max(sizes.num_tokens, 1)
+    kl, clip = 0.0, 0.0
+    for totals in passes:
+        clip += totals.clipped / tokens / iterations
+        kl += totals.kl / tokens / iterations
+    return UpdateStats(kl, passes[0].entropy / tokens, clip,
+                       sum(t.loss for t in passes) / len(passes), passes[-1].grad_norm)
 
 
-def _forward_precision(policy: Policy) -> Any:
+def forward_precision(policy: Policy) -> Any:
     """Autocast around the policy's forward passes (rollout and loss) when the run is bf16 or
     fp16; backward and the optimizer step stay outside, on the fp32 master weights."""
     device = next(policy.model.parameters()).device
     return autocast_forwards(policy.autocast_dtype, device)
+
+
+# -- the path: plain, or openrft.fast ---------------------------------------------------
+
+
+class TrainingPath(Protocol):
+    """How a step runs its forward passes: the rollout's decode, its sampling, and the
+    update. `PlainPath` (below) is the reference: the model's own modules under autograd.
+    openrft.fast's `FastPath` implements the same three methods with every speed trick
+    (hand-written decode, replayed forward, fused backward, row skipping); the config's
+    `expert.fast_path` chooses (rl/policy_setup.py)."""
+
+    def decode_forward(self, model: CausalLM) -> DecodeForward:
+        """The forward the HF engine decodes one batch of rows with."""
+        ...
+
+    def sample(self, engine: RolloutEngine, prompts: list[Messages], n: int,
+               params: GenerationParams) -> list[Sample]:
+        """The step's rollouts: len(prompts) * n samples, prompt-major."""
+        ...
+
+    def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
+               advantages: torch.Tensor) -> UpdateStats:
+        """The optimizer steps on the sampled batch."""
+        ...
+
+
+class PlainPath:
+    """The reference path (`expert.fast_path: off`): what every fast piece is tested
+    against."""
+
+    def decode_forward(self, model: CausalLM) -> DecodeForward:
+        return TransformersForward(model)
+
+    def sample(self, engine: RolloutEngine, prompts: list[Messages], n: int,
+               params: GenerationParams) -> list[Sample]:
+        return sample_completions(engine, prompts, n, params)
+
+    def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
+               advantages: torch.Tensor) -> UpdateStats:
+        return update_policy(policy, cfg, batch, advantages)
 
 
 # -- the step --------------------------------------------------------------------------
@@ -277,14 +295,11 @@ def run_step(
     params = replace(ctx.params, seed=derived_seed(cfg.seed, step, TRAIN_SAMPLING))
 
     ctx.policy.model.eval()
-    tapes = None
-    with _forward_precision(ctx.policy):
-        if ctx.episodes is not None:  # the plain path: no recorded forward for episodes
+    with forward_precision(ctx.policy):
+        if ctx.episodes is not None:
             samples = sample_episodes(ctx, prompts, items, cfg.group_size, params)
-        elif isinstance(ctx.engine, HFRolloutEngine) and _replay_possible(ctx):
-            samples, tapes = ctx.engine.generate_recorded(prompts, cfg.group_size, params)
         else:
-            samples = sample_completions(ctx.engine, prompts, cfg.group_size, params)
+            samples = ctx.policy.path.sample(ctx.engine, prompts, cfg.group_size, params)
     sampled = time.perf_counter()
 
     grades = grade_samples(ctx.reward_fn, samples, items)
@@ -299,8 +314,7 @@ def run_step(
     batch = pack_samples(samples, ctx.policy.pad_token_id)
     batch.completion_mask[~kept] = 0.0
     learning_rate = ctx.policy.scheduler.get_last_lr()[0]
-    stats = update_policy(ctx.policy, cfg, batch, advantages, tapes)
-    del tapes  # the recorded forward is only valid for these weights
+    stats = ctx.policy.path.update(ctx.policy, cfg, batch, advantages)
     ctx.engine.sync_weights(ctx.policy.model)
     finished = time.perf_counter()
 
@@ -336,53 +350,9 @@ def run_step(
         **episode_metrics(samples),
         **step_health_metrics(cfg, samples, grades, rewards.tolist()),  # rl/health_metrics.py
     }
-    records = _sample_records(step, samples, grades, advantages, prompts, cfg)
-    return StepOutput(metrics, records, _tool_warnings(step, samples))
-
-
-def _tool_warnings(step: int, samples: list[Sample]) -> list[str]:
-    """One line per distinct tool failure of the step (discarded rollouts, tool errors)."""
-    discarded = Counter(s.discard_reason for s in samples if s.discard_reason)
-    errors = Counter(f"{r['name']}: {r['error']}" for s in samples for r in s.tool_records
-                     if r["error"] and not s.discard_reason)
-    return ([f"Step {step}: {n} rollout(s) discarded: {why}" for why, n in discarded.items()]
-            + [f"Step {step}: {n} tool call(s) failed ({why})" for why, n in errors.items()])
-
-
-def _sample_records(
-    step: int,
-    samples: list[Sample],
-    grades: list[GradeResult],
-    advantages: torch.Tensor,
-    prompts: list[Messages],
-    cfg: ResolvedConfig,
-) -> list[dict[str, Any]]:
-    """keep_samples completions, taken round-robin over prompts so several prompts show."""
-    g = cfg.group_size
-    order = [p * g + j for j in range(g) for p in range(len(samples) // g)]
-    return [
-        {
-            "step": step,
-            "prompt": prompts[samples[i].prompt_index],
-            "reasoning": samples[i].reasoning,
-            "output_text": samples[i].output_text,
-            "score": grades[i].score,
-            "advantage": advantages[i].item(),
-            "errors": [f"{e.code}: {e.message}" for e in grades[i].errors],
-            "parse_error": samples[i].parse_error,
-            "finish_reason": samples[i].finish_reason,
-            **_episode_record(samples[i]),
-        }
-        for i in order[: cfg.keep_samples]
-    ]
-
-
-def _episode_record(sample: Sample) -> dict[str, Any]:
-    """The whole episode for sample viewers: turns, tool calls and outputs, trace id."""
-    if sample.episode is None:
-        return {}
-    return {"episode": sample.episode, "output_tools": sample.output_tools,
-            "trace_id": sample.trace_id, "discard_reason": sample.discard_reason}
+    records = sample_records(step, samples, grades, advantages, prompts, cfg.group_size,
+                             cfg.keep_samples)
+    return StepOutput(metrics, records, tool_warnings(step, samples))
 
 
 def mean_validation_reward(
@@ -397,7 +367,7 @@ def mean_validation_reward(
     scores, parse_errors = [], 0
     for start in range(0, len(items), chunk):
         params = replace(ctx.params, seed=derived_seed(ctx.cfg.seed, step, VALID_SAMPLING, start))
-        with _forward_precision(ctx.policy):
+        with forward_precision(ctx.policy):
             samples = sample_episodes(ctx, prompts[start : start + chunk],
                                       items[start : start + chunk], 1, params)
         grades = grade_samples(ctx.reward_fn, samples, items[start : start + chunk])

@@ -83,7 +83,7 @@ def train(
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
 
     policy, tokenizer, start_step = build_policy(cfg, checkpoint)
-    backend = open_backend(cfg, policy.model, tokenizer)  # local, or Ray (docs/scaling.md)
+    backend = open_backend(cfg, policy, tokenizer)  # local, or Ray (docs/scaling.md)
     ctx = StepContext(
         cfg=cfg,
         policy=policy,

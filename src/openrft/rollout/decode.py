@@ -10,12 +10,10 @@ Left padding: position ids count only real tokens (a padded row's first real tok
 position 0) and the attention mask hides the pads, so a row's tokens and log-probs do not
 depend on how much padding its batch needed.
 
-The forward: Llama-family models go through `llama_decode` (fused weights, in-place KV
-buffer, no transformers module overhead); any other model through its own forward
-(`TransformersForward`), whose DynamicCache layers are moved after the prefill into
-buffers sized for the whole completion. DynamicCache grows by `torch.cat`, which copies
-the whole cache at every step: O(T^2) memory traffic that was ~70% of decode time at 20M
-parameters and 128 tokens.
+The forward is a `DecodeForward` (prefill, then one step per token). The plain one here,
+`TransformersForward`, runs the model's own modules and KV cache; the engine normally
+passes the fast path's (openrft.fast: a hand-written Llama-family forward with fused,
+prepacked weights and in-place KV buffers, or a preallocated transformers cache).
 
 Recorded log-probs are log_softmax of the *raw* logits (temperature, top-p and forced
 tokens do not change them): the trainer uses them as the old policy's log-probs.
@@ -26,14 +24,23 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from transformers.cache_utils import DynamicLayer
 
-from openrft.rollout.forward_tape import BufferPool, ForwardTape
-from openrft.rollout.llama_decode import fast_decode_for
+from openrft.rollout.engine import CausalLM
 from openrft.rollout.sampling import choose_tokens, sample_from_probs
+
+
+class DecodeForward(Protocol):
+    """The model forward of one decode: `prefill` the (R, P) left-padded prompts with room
+    for `extra` more positions, then `step` one token per row; both return the (R, V)
+    logits of each row's last position."""
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                positions: torch.Tensor, extra: int) -> torch.Tensor: ...
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -71,13 +78,11 @@ class BatchDecoder:
 
     def __init__(
         self,
-        model: Any,
+        model: CausalLM,
         input_ids: torch.Tensor,  # (R, P) left-padded prompt ids
         attention_mask: torch.Tensor,  # (R, P) 1 for real tokens
         settings: DecodeSettings,
-        fast_decode: bool = True,
-        record: bool = False,  # keep the forward's matmul outputs (`tape`) for the update
-        pool: BufferPool | None = None,  # where a recording forward takes its buffers
+        forward: DecodeForward | None = None,  # None: the plain TransformersForward
     ) -> None:
         self.model = model
         self.input_ids = input_ids
@@ -91,15 +96,7 @@ class BatchDecoder:
         self.stopped = torch.zeros(rows, dtype=torch.bool, device=device)
         self.eos_ids = torch.tensor(settings.eos_ids, dtype=torch.long, device=device)
         self.in_think, self.think_count = self._initial_think_state()
-        fast = fast_decode_for(model, record, pool) if fast_decode else None
-        self.forward = fast or TransformersForward(model)
-
-    @property
-    def tape(self) -> ForwardTape | None:
-        """The recorded forward of the finished loop; None unless `record` was asked and the
-        lean Llama forward ran (the transformers fallback records nothing)."""
-        tape = getattr(self.forward, "tape", None)
-        return None if tape is None else tape.truncated()
+        self.forward = forward or TransformersForward(model)
 
     @property
     def output(self) -> DecodeOutput:
@@ -167,10 +164,10 @@ class BatchDecoder:
 
 
 class TransformersForward:
-    """Decode through the model's own forward (any transformers causal LM): the fallback
-    when `llama_decode` does not cover the architecture. Same prefill/step interface."""
+    """Decode through the model's own forward and KV cache (any transformers causal LM):
+    the plain `DecodeForward`, and the oracle of the fast ones."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: CausalLM) -> None:
         self.model = model
         self.cache_name = _cache_argument_name(model)
         self.cache: Any = None
@@ -187,7 +184,6 @@ class TransformersForward:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                          position_ids=positions, use_cache=True, logits_to_keep=1)
         self.cache = getattr(out, self.cache_name)
-        preallocate_cache(self.cache, extra)
         self.length = input_ids.shape[1]
         return out.logits[:, -1, :]
 
@@ -200,55 +196,10 @@ class TransformersForward:
         return out.logits[:, -1, :]
 
 
-class PreallocatedLayer(DynamicLayer):
-    """A DynamicLayer whose keys/values are views into a buffer with room for `capacity`
-    positions: `update` writes the new columns in place instead of re-concatenating the
-    whole cache. Past capacity it doubles the buffer, so it never fails."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
-        super().__init__()
-        self.device, self.is_initialized = keys.device, True
-        self.length = 0
-        self._keys = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]))
-        self._values = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]))
-        self.update(keys, values)
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor,
-               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + key_states.shape[-2]
-        if end > self._keys.shape[-2]:
-            self._keys = _grown(self._keys, end, self.length)
-            self._values = _grown(self._values, end, self.length)
-        self._keys[..., self.length:end, :] = key_states
-        self._values[..., self.length:end, :] = value_states
-        self.length = end
-        self.keys, self.values = self._keys[..., :end, :], self._values[..., :end, :]
-        return self.keys, self.values
-
-
-def _grown(buffer: torch.Tensor, needed: int, used: int) -> torch.Tensor:
-    bigger = buffer.new_empty((*buffer.shape[:-2], max(needed, 2 * buffer.shape[-2]),
-                               buffer.shape[-1]))
-    bigger[..., :used, :] = buffer[..., :used, :]
-    return bigger
-
-
-def preallocate_cache(cache: Any, extra: int) -> None:
-    """Swap each plain DynamicLayer of `cache` (filled by the prefill) for a
-    PreallocatedLayer with room for `extra` more positions. Other layer kinds (sliding
-    windows, linear attention, quantized) and legacy tuple caches are left as they are."""
-    layers = getattr(cache, "layers", None)
-    if layers is None:
-        return
-    for index, layer in enumerate(layers):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel() > 0:
-            capacity = layer.keys.shape[-2] + extra
-            layers[index] = PreallocatedLayer(layer.keys, layer.values, capacity)
-
-
-def _cache_argument_name(model: Any) -> str:
+def _cache_argument_name(model: CausalLM) -> str:
     """transformers >= 5.2x calls the KV cache `cache` (`past_key_values` warns); earlier
     releases only know `past_key_values`. Peft models forward kwargs to their base model."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)  # a peft model's
+    base = get_base_model() if get_base_model is not None else model
     parameters = inspect.signature(base.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"

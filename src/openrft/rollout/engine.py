@@ -8,9 +8,17 @@ slots in the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 Messages = list[dict[str, Any]]  # chat messages: [{"role": ..., "content": ...}, ...]
+
+# A transformers causal LM (PreTrainedModel), or a peft model wrapping one: typed as their
+# common base class, torch's Module. Only the type checker imports torch here: importing
+# openrft.rollout stays light (tests/rollout/test_engine_factory.py).
+if TYPE_CHECKING:
+    from torch.nn import Module as CausalLM
+else:
+    CausalLM = Any
 
 
 @dataclass
@@ -73,6 +81,6 @@ class RolloutEngine(Protocol):
         """Return len(prompts) * n samples, grouped by prompt (prompt-major order)."""
         ...
 
-    def sync_weights(self, model: Any) -> None:
+    def sync_weights(self, model: CausalLM) -> None:
         """Make the engine sample from the current trained weights (no-op when shared)."""
         ...

@@ -6,7 +6,7 @@ import importlib.util
 from typing import Any
 
 from openrft.errors import InvalidInput
-from openrft.rollout.engine import RolloutEngine
+from openrft.rollout.engine import CausalLM, RolloutEngine
 
 ENGINE_KINDS = ("auto", "hf", "vllm")
 
@@ -27,7 +27,8 @@ def resolve_engine_kind(kind: str = "auto") -> str:
     return "vllm" if torch.cuda.is_available() and vllm_available() else "hf"
 
 
-def make_engine(model: Any, tokenizer: Any, kind: str = "auto", **options: Any) -> RolloutEngine:
+def make_engine(model: CausalLM, tokenizer: Any, kind: str = "auto", **options: Any
+                ) -> RolloutEngine:
     """An engine for `model` (a transformers/peft model object) and its tokenizer.
 
     `options` go to the engine's constructor (HF: max_batch_rows; vLLM: see VLLMRolloutEngine).

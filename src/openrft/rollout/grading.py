@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from openrft.graders.base import GradeError, GradeResult, RewardFn
+from openrft.graders.base import ErrorFlag, GradeResult, RewardFn
 from openrft.rollout.engine import Sample
 
 
@@ -41,6 +41,6 @@ def grade_samples(
     return [
         next(graded) if sample.discard_reason is None else GradeResult(
             score=0.0,
-            errors=[GradeError("other_error", f"rollout discarded: {sample.discard_reason}")])
+            errors=[ErrorFlag("other_error", f"rollout discarded: {sample.discard_reason}")])
         for sample in samples
     ]

@@ -8,28 +8,37 @@ model object with the trainer, so `sync_weights` has nothing to copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
-from openrft.rollout.decode import BatchDecoder, DecodeSettings
-from openrft.rollout.engine import GenerationParams, Messages, Sample
-from openrft.rollout.forward_tape import BufferPool, ForwardTape
+from openrft.rollout.decode import BatchDecoder, DecodeForward, DecodeSettings
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, Sample
 
 
 class HFRolloutEngine:
-    """Generate with a transformers (or peft) model and its tokenizer."""
+    """Generate with a transformers (or peft) model and its tokenizer.
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_rows: int | None = None) -> None:
+    `decode_forward(model)` makes the forward each batch of rows is decoded with; None:
+    openrft.fast's (the hand-written Llama forward where it applies). A training run
+    passes its `TrainingPath`'s, so `expert.fast_path: off` decodes with the plain
+    `TransformersForward`."""
+
+    def __init__(self, model: CausalLM, tokenizer: Any, *, max_batch_rows: int | None = None,
+                 decode_forward: Callable[[Any], DecodeForward] | None = None) -> None:
+        if decode_forward is None:
+            from openrft.fast import decode_forward as fast_decode_forward
+
+            decode_forward = fast_decode_forward
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_rows = max_batch_rows  # None: all prompts x n in one batch
+        self.decode_forward = decode_forward
         self.completions = CompletionDecoder(tokenizer)
-        self._pools: list[BufferPool] = []  # one per decode chunk of recorded rollouts
 
-    def sync_weights(self, model: Any) -> None:
+    def sync_weights(self, model: CausalLM) -> None:
         """The engine samples from the trained model object itself; adopt a replaced one."""
         self.model = model
 
@@ -39,38 +48,17 @@ class HFRolloutEngine:
 
     def generate(self, prompts: list[Messages], n: int, params: GenerationParams) -> list[Sample]:
         """len(prompts) * n samples, prompt-major (all samples of prompt 0 first)."""
-        return self._generate(prompts, n, params, record=False)[0]
-
-    def generate_recorded(
-        self, prompts: list[Messages], n: int, params: GenerationParams
-    ) -> tuple[list[Sample], list[ForwardTape] | None]:
-        """`generate`, plus the forward pass each decode chunk ran (rows in sample order),
-        for an on-policy update to reuse (`rl.replay`); None when the model is one the
-        lean Llama forward does not cover (nothing is recorded then). The tapes live in
-        buffers the next `generate_recorded` call reuses: consume them before it."""
-        return self._generate(prompts, n, params, record=True)
-
-    def _generate(
-        self, prompts: list[Messages], n: int, params: GenerationParams, record: bool
-    ) -> tuple[list[Sample], list[ForwardTape] | None]:
         check_params(n, params)
         prompt_ids = [self.render_prompt(m, f"prompts[{i}]") for i, m in enumerate(prompts)]
         rows = [ids for ids in prompt_ids for _ in range(n)]
         generator = _generator(params.seed, self._device)
         chunk = self.max_batch_rows or max(len(rows), 1)
         samples: list[Sample] = []
-        tapes: list[ForwardTape | None] = []
         for start in range(0, len(rows), chunk):
             chunk_rows = rows[start : start + chunk]
-            pool = None
-            if record:
-                chunk_index = start // chunk
-                self._pools += [BufferPool() for _ in range(chunk_index + 1 - len(self._pools))]
-                pool = self._pools[chunk_index]
-            decoder = self._decoder(chunk_rows, params, generator, record, pool)
+            decoder = self._decoder(chunk_rows, params, generator)
             for _ in decoder:
                 pass
-            tapes.append(decoder.tape)
             out = decoder.output
             tokens, logprobs = out.tokens.tolist(), out.logprobs.tolist()
             lengths, stopped = out.lengths.tolist(), out.stopped.tolist()
@@ -85,8 +73,7 @@ class HFRolloutEngine:
                         params=params,
                     )
                 )
-        recorded = [t for t in tapes if t is not None]
-        return samples, recorded if record and len(recorded) == len(tapes) else None
+        return samples
 
     def decode_rows(
         self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None
@@ -143,8 +130,7 @@ class HFRolloutEngine:
         return next(self.model.parameters()).device
 
     def _decoder(
-        self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None,
-        record: bool = False, pool: BufferPool | None = None,
+        self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None
     ) -> BatchDecoder:
         batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
         settings = DecodeSettings(
@@ -162,11 +148,11 @@ class HFRolloutEngine:
         )
         device = self._device
         return BatchDecoder(self.model, batch["input_ids"].to(device),
-                            batch["attention_mask"].to(device), settings, record=record,
-                            pool=pool)
+                            batch["attention_mask"].to(device), settings,
+                            self.decode_forward(self.model))
 
 
-def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_token_ids(model: CausalLM, tokenizer: Any) -> list[int]:
     """The tokenizer's eos plus any the generation config lists (chat models often have 2)."""
     ids = {tokenizer.eos_token_id}
     config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

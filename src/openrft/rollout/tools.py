@@ -23,16 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from openrft.remote_call import MAX_TIMEOUT_S, Endpoint, EndpointLimits
 from openrft.rollout.tool_format import ToolCall
+from openrft.strict_model import StrictModel
 
 
-class ToolServer(BaseModel):
+class ToolServer(StrictModel):
     """One entry of `method.reinforcement.tools` (Azure's shape, plus an optional timeout)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """The function name the model calls (as in the rows' `tools` schemas)."""

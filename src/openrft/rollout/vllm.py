@@ -156,6 +156,7 @@ class VLLMRolloutEngine:
         the budget is counted from the start of the completion). Phase 2: completions still
         inside <think> get </think> appended; every unfinished one continues to max_tokens."""
         start_id, end_id = self.completions.think_start_id, self.completions.think_end_id
+        assert end_id is not None  # generate() budgets only models with a </think> token
         opened = [bool(p) and p[-1] == start_id for p in prompt_ids]
         first_lens = [min(params.max_tokens, budget + (0 if o else 1)) for o in opened]
         first = self._run(prompt_ids, [self._sampling_params(n, params, m) for m in first_lens])

@@ -121,6 +121,14 @@ def without_422(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def library_error_fields(exc: InvalidInput | NotFound) -> tuple[str, str | None]:
+    """(code, param) of a library error, the same in an API answer and a failed job's
+    `error`: `invalid_input` naming where, or `<kind>_not_found`."""
+    if isinstance(exc, InvalidInput):
+        return "invalid_input", exc.location or None
+    return re.sub(r"[^a-z0-9]+", "_", exc.kind.lower()) + "_not_found", None
+
+
 def _validation_code(error_type: str) -> str:
     """OpenAI's code for a malformed parameter, from pydantic's error type."""
     if error_type == "missing":
@@ -166,13 +174,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidInput)
     async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return error_response(
-            400, str(exc), "invalid_request_error", exc.location or None, "invalid_input"
-        )
+        code, param = library_error_fields(exc)
+        return error_response(400, str(exc), "invalid_request_error", param, code)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, str(exc), "invalid_request_error", None, f"{exc.kind}_not_found")
+        code, param = library_error_fields(exc)
+        return error_response(404, str(exc), "invalid_request_error", param, code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

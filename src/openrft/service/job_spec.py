@@ -29,8 +29,6 @@ from openrft.service.store import queries
 from openrft.service.store.ids import new_id, now
 from openrft.service.store.models import Job, StoredFile
 
-METHOD_KEYS = {"reinforcement", "supervised"}
-
 
 def resolve_model_path(session: Session, settings: ServiceSettings, project_id: str,
                        name: str) -> str:

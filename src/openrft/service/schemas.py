@@ -12,6 +12,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from openrft.strict_model import StrictModel
+
 T = TypeVar("T")
 
 AutoInt = Literal["auto"] | int
@@ -50,11 +52,7 @@ class FileDeleted(BaseModel):
 # --- fine-tuning jobs --------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ReinforcementHyperparameters(_Strict):
+class ReinforcementHyperparameters(StrictModel):
     """OpenAI's RFT hyperparameters with their documented ranges."""
 
     batch_size: AutoInt | None = Field(default=None, description="1-256")
@@ -66,13 +64,13 @@ class ReinforcementHyperparameters(_Strict):
     eval_samples: AutoInt | None = None
 
 
-class SupervisedHyperparameters(_Strict):
+class SupervisedHyperparameters(StrictModel):
     batch_size: AutoInt | None = None
     learning_rate_multiplier: AutoFloat | None = None
     n_epochs: AutoInt | None = None
 
 
-class ReinforcementMethod(_Strict):
+class ReinforcementMethod(StrictModel):
     grader: dict[str, Any]
     hyperparameters: ReinforcementHyperparameters | None = None
     response_format: dict[str, Any] | None = None
@@ -81,18 +79,18 @@ class ReinforcementMethod(_Strict):
     max_episode_steps: int | None = Field(default=None, description="Model turns per episode.")
 
 
-class SupervisedMethod(_Strict):
+class SupervisedMethod(StrictModel):
     hyperparameters: SupervisedHyperparameters | None = None
 
 
-class Method(_Strict):
+class Method(StrictModel):
     type: Literal["supervised", "dpo", "reinforcement"]
     reinforcement: ReinforcementMethod | None = None
     supervised: SupervisedMethod | None = None
     dpo: dict[str, Any] | None = None
 
 
-class WandbSettings(_Strict):
+class WandbSettings(StrictModel):
     """OpenAI's Weights & Biases integration settings."""
 
     project: str = Field(min_length=1)
@@ -101,7 +99,7 @@ class WandbSettings(_Strict):
     tags: list[str] | None = None
 
 
-class Integration(_Strict):
+class Integration(StrictModel):
     type: Literal["wandb"]
     wandb: WandbSettings
 
@@ -111,7 +109,7 @@ MetadataKey = Annotated[str, StringConstraints(max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 
 
-class CreateJobRequest(_Strict):
+class CreateJobRequest(StrictModel):
     model: str = Field(min_length=1)
     training_file: str
     validation_file: str | None = None
@@ -181,13 +179,13 @@ class FineTuningJobCheckpoint(BaseModel):
 # --- graders -----------------------------------------------------------------------
 
 
-class GraderRunRequest(_Strict):
+class GraderRunRequest(StrictModel):
     grader: dict[str, Any]
     model_sample: str
     item: dict[str, Any] | None = None
 
 
-class GraderValidateRequest(_Strict):
+class GraderValidateRequest(StrictModel):
     grader: dict[str, Any]
 
 

@@ -53,9 +53,6 @@ class ReceivedFile:
     def publish(self, final_path: Path) -> None:
         os.replace(self.temp_path, final_path)
 
-    def discard(self) -> None:
-        self.temp_path.unlink(missing_ok=True)
-
 
 def receive_upload(stream: BinaryIO, filename: str, purpose: str, files_dir: Path,
                    max_bytes: int) -> ReceivedFile:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
+from openrft.service.errors import library_error_fields
 from openrft.service.job_reporter import StoreReporter, fine_tuned_model_name
 from openrft.service.model_access import trained_model_name
 from openrft.service.settings import ServiceSettings
@@ -152,16 +153,14 @@ class Worker:
 
     def _fail(self, job: Job, exc: Exception) -> None:
         error: dict[str, str | None]
-        if isinstance(exc, InvalidInput):
-            error = {"code": "invalid_input", "message": str(exc), "param": exc.location}
-        elif isinstance(exc, NotFound) and exc.kind == "model":  # name it as the client did
+        if isinstance(exc, NotFound) and exc.kind == "model":  # name it as the client did
             log.warning("job %s: %s", job.id, exc)
             error = {"code": "model_not_found", "param": "model",
                      "message": f"The model '{job.model}' could not be loaded on this server "
                                 "(removed since the job was created?)"}
-        elif isinstance(exc, NotFound):
-            error = {"code": f"{exc.kind}_not_found".replace(" ", "_"), "message": str(exc),
-                     "param": None}
+        elif isinstance(exc, InvalidInput | NotFound):  # the API's own codes (service/errors)
+            code, param = library_error_fields(exc)
+            error = {"code": code, "message": str(exc), "param": param}
         elif isinstance(exc, OpenRFTError):
             error = {"code": "training_error", "message": str(exc), "param": None}
         else:

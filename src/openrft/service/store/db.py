@@ -28,10 +28,6 @@ class Database:
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine)
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions() as session:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from openrft.fast.probes import cpu_flash_attention_with_lse
+
 
 class RowCache:
     """One layer's keys and values, every row its own (R, kv_heads, capacity, head_dim)
@@ -44,8 +46,8 @@ class SharedPromptCache:
     prompts that is mostly the prompt, the same for a whole group. Here a step attends to
     a group's prompt once (its rows' queries batched together) and to each row's own
     completion, and merges the two softmaxes by their log-sum-exps: the same attention,
-    with the prompt read 1/group as often (m5 attention at 200 prompt tokens: 230 vs
-    560 ms per 64-token rollout of 8 x 8 rows).
+    with the prompt read 1/group as often (timing: BENCHMARKS.md, "Fast-path
+    micro-measurements").
     """
 
     def __init__(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, extra: int,
@@ -95,12 +97,13 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         bias: torch.Tensor | None, scale: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T * scale + bias) v and the log-sum-exp of each query's scores
-    (torch's own CPU flash-attention kernel, which returns both). Under autocast q and k
+    (torch's own CPU flash-attention kernel, which returns both, where `probes` finds it;
+    else `plain_attention_with_lse`). Under autocast q and k
     leave the rotary embedding in float32 and v is bf16: all run in v's dtype, as autocast
     runs F.scaled_dot_product_attention."""
     q, k = q.to(v.dtype), k.to(v.dtype)
     bias = None if bias is None else bias.to(v.dtype)
-    if q.device.type != "cpu":
+    if q.device.type != "cpu" or not cpu_flash_attention_with_lse():
         return plain_attention_with_lse(q, k, v, bias, scale)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, attn_mask=bias, scale=scale)
@@ -110,8 +113,8 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def plain_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              bias: torch.Tensor | None, scale: float
                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_attention_with_lse` from plain tensor ops (softmax in float32, as the CPU kernel
-    does), for devices without that kernel."""
+    """`_attention_with_lse` from public tensor ops (softmax in float32, as the CPU
+    kernel does), for devices or builds without that kernel."""
     scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
     if bias is not None:
         scores = scores + bias

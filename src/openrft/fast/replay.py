@@ -9,7 +9,7 @@ only does the backward (recomputing the RMSNorm in front of it there), and
 `RecordedLogProbs` turns the recorded logits into log-probs in place. What runs again is
 the cheap part: embedding, rotary, attention, SwiGLU and residual sums, with each
 distinct prompt run once. The gradients are those of the ordinary forward
-(tests/rl/test_replay.py checks them against it: five architectures, full and LoRA).
+(tests/fast/test_replay.py checks them against it: five architectures, full and LoRA).
 
 It applies when the update is the plain on-policy one: one iteration, one micro-batch, no
 autocast, no dropout, adapters unmerged. Otherwise `replay_supported` says no and the
@@ -25,17 +25,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from openrft.rl.logprobs import TokenBatch, probs_into, probs_to_grad, spend_once
-from openrft.rollout.forward_tape import ForwardTape
-from openrft.rollout.kv_cache import copied_rows, distinct_rows
-from openrft.rollout.llama_decode import (
-    attention_shape,
-    is_lora_layer,
-    joined_bias,
-    prompt_mask,
-    rotated,
-    unwrap_peft,
-)
+from openrft.fast.forward_tape import ForwardTape
+from openrft.fast.fused_logprobs import probs_into, probs_to_grad, spend_once
+from openrft.fast.kv_cache import copied_rows, distinct_rows
+from openrft.fast.llama_decode import attention_shape, prompt_mask, rotated
+from openrft.fast.peft_layers import is_lora_layer, joined_bias, unwrap_peft
+from openrft.fast.probes import silu_backward_into
+from openrft.rl.logprobs import TokenBatch
+from openrft.rollout.engine import CausalLM
 
 
 class RecordedLinear(torch.autograd.Function):
@@ -110,7 +107,7 @@ class SwiGLU(torch.autograd.Function):
     its input for the backward (a view of the tape), not silu(gate) as autograd would,
     and writes the gradient of gate and up into one gate_up-shaped tensor, where autograd
     would make two and concatenate them: one intermediate-sized tensor per position and
-    layer instead of five (7.5 vs 9.6 ms at 64 x 63 x 512).
+    layer instead of five (timing: BENCHMARKS.md, "Fast-path micro-measurements").
     """
 
     @staticmethod
@@ -126,8 +123,8 @@ class SwiGLU(torch.autograd.Function):
         grad_gate_up = gate_up.new_empty(gate_up.shape)
         grad_gate, grad_up = grad_gate_up.chunk(2, dim=-1)
         torch.mul(grad, up, out=grad_gate)
-        torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)
-        torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # autograd's own kernels
+        silu_backward_into(grad_gate, gate)  # autograd's own kernel where the probe finds it
+        torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # silu's public out= form
         return grad_gate_up
 
 
@@ -174,7 +171,7 @@ def _normed_linear_backward(
         grad_norm = (grad_h * normed).sum(dim=tuple(range(grad_h.dim() - 1)))
     if grad_h is not None and needs_x:
         # d/dx of w * x / rms(x): (a - normed * mean(a * normed)) / rms(x), a = w * grad_h.
-        # By hand: 3x faster than autograd through F.rms_norm (2.8 vs 8.6 ms, 64 x 63 x 256).
+        # By hand: one pass where autograd through F.rms_norm makes several (BENCHMARKS.md).
         grad_x = grad_h * norm_weight
         mean = torch.linalg.vecdot(grad_x, normed).div_(x.shape[-1]).unsqueeze(-1)
         grad_x.addcmul_(normed, mean, value=-1).mul_(inv_rms)
@@ -207,7 +204,7 @@ def _linear_backward(
     return grad_x, grad_weight, grad_bias, grad_lora
 
 
-def replay_supported(model: Any, num_iterations: int, micro_batches: int,
+def replay_supported(model: CausalLM, num_iterations: int, micro_batches: int,
                      autocast_dtype: torch.dtype | None) -> bool:
     """Whether an update may take its forward from the rollout's tape: the weights must
     not change between the two (one iteration, one micro-batch) and the update's forward
@@ -217,6 +214,7 @@ def replay_supported(model: Any, num_iterations: int, micro_batches: int,
     base = unwrap_peft(model)
     if getattr(base.config, "attention_dropout", 0.0):
         return False
+    module: Any
     for module in model.modules():
         if is_lora_layer(module):
             if module.merged or any(isinstance(d, torch.nn.Dropout) and d.p > 0
@@ -228,7 +226,7 @@ def replay_supported(model: Any, num_iterations: int, micro_batches: int,
 
 
 def tape_logprobs(
-    model: Any, tapes: Sequence[ForwardTape], batch: TokenBatch, temperature: float,
+    model: CausalLM, tapes: Sequence[ForwardTape], batch: TokenBatch, temperature: float,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """(N, C) log-probs (and entropy) of `batch`'s completions from the tapes of the
@@ -238,6 +236,8 @@ def tape_logprobs(
     c = batch.completion_length
     targets = batch.input_ids[:, -c:]
     mask = batch.completion_mask.bool()
+    for tape in tapes:
+        tape.check_alive("replay the tape")
     if sum(t.input_ids.shape[0] for t in tapes) != targets.shape[0]:
         return None
     spans, start = [], 0
@@ -265,7 +265,10 @@ def tape_logprobs(
 def recorded_entropy(tapes: Sequence[ForwardTape], rows: torch.Tensor, mask: torch.Tensor,
                      temperature: float) -> float:
     """The policy entropy summed over the `mask`ed (N, C) completion positions of batch
-    `rows`, read from the tapes' recorded logits, which are used up for those rows."""
+    `rows`, read from the tapes' recorded logits, which are used up for those rows (cut
+    them away with `keep_tape_rows` next)."""
+    for tape in tapes:
+        tape.check_alive("read the recorded entropy")
     total = 0.0
     for tape, local, batch_rows in _rows_by_tape(tapes, rows):
         columns = min(mask.shape[1], tape.steps)
@@ -300,7 +303,7 @@ def _rows_by_tape(tapes: Sequence[ForwardTape], rows: torch.Tensor
 
 
 def replay_logprobs(
-    model: Any, tape: ForwardTape, targets: torch.Tensor, temperature: float,
+    model: CausalLM, tape: ForwardTape, targets: torch.Tensor, temperature: float,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (R, C), (R, C) or None
     """log p(targets) at the first C completion positions of one tape, differentiable
@@ -309,6 +312,7 @@ def replay_logprobs(
     Prompts run once per distinct prompt, as in the decode's prefill: GRPO repeats each
     one group_size times, and the repeats' gradients meet (summed) at its keys and values.
     """
+    tape.use("replay the tape")
     base = unwrap_peft(model)
     inner, eps = base.model, base.config.rms_norm_eps
     heads, kv_heads, head_dim = attention_shape(base.config)

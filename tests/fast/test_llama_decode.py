@@ -21,28 +21,27 @@ from transformers import (
 from transformers.cache_utils import DynamicLayer
 
 from llama_family import ARCHITECTURES, build_model, left_padded_batch
-from openrft.rollout.decode import (
-    BatchDecoder,
-    DecodeSettings,
-    PreallocatedLayer,
-    TransformersForward,
-)
-from openrft.rollout.kv_cache import (
+from openrft.fast import decode_forward
+from openrft.fast.kv_cache import (
     SharedPromptCache,
     _attention_with_lse,
     grouped_repeats,
     plain_attention_with_lse,
 )
-from openrft.rollout.llama_decode import LlamaDecodeForward, fast_decode_for
+from openrft.fast.llama_decode import LlamaDecodeForward, fast_decode_for
+from openrft.fast.transformers_cache import PreallocatedLayer, PreallocatingForward
+from openrft.rollout.decode import BatchDecoder, DecodeSettings, TransformersForward
 
 
 def _decode(model, fast: bool, max_tokens: int = 9, repeats: int = 1):
+    """Decode the shared batch with the fast path's forward, or the plain one."""
     ids, mask = left_padded_batch()
     ids, mask = ids.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=[2],
                               min_tokens=max_tokens,
                               generator=torch.Generator().manual_seed(5))
-    decoder = BatchDecoder(model, ids, mask, settings, fast_decode=fast)
+    forward = decode_forward(model) if fast else TransformersForward(model)
+    decoder = BatchDecoder(model, ids, mask, settings, forward)
     for _ in decoder:
         pass
     return decoder
@@ -53,7 +52,7 @@ def test_fast_decode_matches_the_transformers_forward(name: str) -> None:
     model = ARCHITECTURES[name]()
     fast, reference = _decode(model, True), _decode(model, False)
     assert isinstance(fast.forward, LlamaDecodeForward)
-    assert isinstance(reference.forward, TransformersForward)
+    assert type(reference.forward) is TransformersForward
     assert torch.equal(fast.output.tokens, reference.output.tokens)
     torch.testing.assert_close(fast.output.logprobs, reference.output.logprobs,
                                atol=1e-5, rtol=0)
@@ -120,7 +119,7 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward(
     """Under autocast the snapshot holds bf16 matmul weights (cast once, as autocast would
     cast them at every call); prefill and a decode step agree with transformers', with
     the row cache and (repeated prompts) the group-shared prompt cache."""
-    from openrft.rollout import llama_decode
+    from openrft.fast import llama_decode
 
     monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
     model = ARCHITECTURES["llama_gqa_tied"]()
@@ -147,11 +146,16 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward(
     lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4)).eval(),
 ], ids=["sliding_window", "mlp_bias", "gpt2"])
 def test_unsupported_models_fall_back_to_their_own_forward(build) -> None:
+    """The fast path decodes them with their own modules, the KV cache preallocated:
+    the same tokens and log-probs as the plain forward."""
     model = build()
     assert fast_decode_for(model) is None
-    decoder = _decode(model, True, max_tokens=5)
-    assert isinstance(decoder.forward, TransformersForward)
+    decoder, plain = _decode(model, True, max_tokens=5), _decode(model, False, max_tokens=5)
+    assert isinstance(decoder.forward, PreallocatingForward)
     assert decoder.output.lengths.tolist() == [5, 5, 5, 5]
+    assert torch.equal(decoder.output.tokens, plain.output.tokens)
+    torch.testing.assert_close(decoder.output.logprobs, plain.output.logprobs,
+                               atol=1e-6, rtol=0)
 
 
 def test_preallocated_layer_grows_past_capacity_and_matches_concatenation() -> None:
@@ -170,7 +174,8 @@ def test_preallocated_layer_grows_past_capacity_and_matches_concatenation() -> N
 def test_prepacked_linears_compute_the_linear_layer() -> None:
     """On this CPU the decode's matmuls run on weights prepacked for oneDNN (x86 torch
     builds have it); with or without, a Linear is F.linear up to summation order."""
-    from openrft.rollout.llama_decode import Linear, _onednn_linear
+    from openrft.fast.llama_decode import Linear
+    from openrft.fast.probes import onednn_linear as _onednn_linear
 
     generator = torch.Generator().manual_seed(3)
     weight, bias = torch.randn(48, 32, generator=generator), torch.randn(48, generator=generator)
@@ -194,7 +199,7 @@ def test_a_group_shared_prompt_cache_decodes_as_the_transformers_forward(
     """With the prompt cached once per group (forced here for short prompts), the split
     attention merged by log-sum-exp samples exactly what transformers samples: left
     padding, grouped-query heads and Qwen3's q/k norms included."""
-    from openrft.rollout import llama_decode
+    from openrft.fast import llama_decode
 
     monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
     model = ARCHITECTURES[name]()

@@ -1,9 +1,9 @@
 """The update's forward replayed from the rollout's tape against the ordinary forward.
 
-The oracle is `completion_logprobs`, the update's own forward through the transformers
-modules: for every architecture the lean decode covers, with left padding, rows that end
-early and a sampling temperature, the replayed log-probs, entropies and every trainable
-weight's gradient must match it to float32 rounding.
+The oracle is `completion_logprobs`, the plain update's forward through the transformers
+modules under autograd: for every architecture the lean decode covers, with left
+padding, rows that end early and a sampling temperature, the replayed log-probs,
+entropies and every trainable weight's gradient must match it to float32 rounding.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from llama_family import ARCHITECTURES, left_padded_batch
+from openrft.fast.forward_tape import BufferPool, TapeExpired
+from openrft.fast.llama_decode import fast_decode_for
+from openrft.fast.replay import keep_tape_rows, replay_supported, tape_logprobs
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, completion_logprobs
-from openrft.rl.replay import replay_supported, tape_logprobs
 from openrft.rollout.decode import BatchDecoder, DecodeSettings
-from openrft.rollout.forward_tape import BufferPool
 
 TEMPERATURE = 0.7
 
@@ -30,10 +31,11 @@ def _rollout(model, rows: slice = slice(None), max_tokens: int = 6, seed: int = 
     ids, mask = ids[rows].repeat_interleave(repeats, 0), mask[rows].repeat_interleave(repeats, 0)
     settings = DecodeSettings(max_tokens=max_tokens, pad_id=0, eos_ids=list(range(2, 97, 6)),
                               generator=torch.Generator().manual_seed(seed))
-    decoder = BatchDecoder(model, ids, mask, settings, record=True, pool=pool)
+    forward = fast_decode_for(model, record=True, pool=pool)
+    decoder = BatchDecoder(model, ids, mask, settings, forward)
     for _ in decoder:
         pass
-    return decoder.tape, ids, mask, decoder.output.tokens, decoder.output.lengths
+    return forward.tape.truncated(), ids, mask, decoder.output.tokens, decoder.output.lengths
 
 
 def _token_batch(ids, mask, tokens, lengths) -> TokenBatch:
@@ -169,7 +171,7 @@ def test_a_step_with_the_replayed_forward_equals_one_without(make_config, finetu
         cfg = resolve(config, n_train_rows=16, n_valid_rows=4)
         policy, tokenizer, _ = build_policy(cfg, None)
         reward_fn, _ = make_reward_fn(cfg.grader)
-        ctx = StepContext(cfg, policy, make_rollout_engine(cfg, policy.model, tokenizer),
+        ctx = StepContext(cfg, policy, make_rollout_engine(cfg, policy, tokenizer),
                           reward_fn, make_generation_params(cfg))
         items = [{"messages": [{"role": "user", "content": f"q{i}"}], "target": "an"}
                  for i in range(cfg.batch_size)]
@@ -183,16 +185,20 @@ def test_a_step_with_the_replayed_forward_equals_one_without(make_config, finetu
 def test_an_engine_records_each_chunk_in_its_own_buffers(tiny_model) -> None:
     """Chunked recorded rollouts (max_batch_rows) replay to the ordinary forward: no chunk
     overwrote another's tape, and the tapes follow the samples' row order."""
+    from openrft.fast import FastPath
     from openrft.rl.logprobs import pack_samples
     from openrft.rollout.engine import GenerationParams
     from openrft.rollout.hf import HFRolloutEngine
 
     model, tokenizer = tiny_model
-    engine = HFRolloutEngine(model, tokenizer, max_batch_rows=3)
+    path = FastPath(record=True)
+    engine = HFRolloutEngine(model, tokenizer, max_batch_rows=3,
+                             decode_forward=path.decode_forward)
     prompts = [[{"role": "user", "content": text}] for text in ("hi", "a longer question")]
     params = GenerationParams(max_tokens=5, seed=3)
-    engine.generate_recorded(prompts, 4, params)  # fill the pools once: reuse is tested
-    samples, tapes = engine.generate_recorded(prompts, 4, params)
+    path.sample(engine, prompts, 4, params)  # fill the pools once: reuse is tested
+    samples = path.sample(engine, prompts, 4, params)
+    tapes = path._tapes
     assert tapes is not None and len(tapes) == 3  # 8 rows in chunks of 3
     batch = pack_samples(samples, tokenizer.pad_token_id)
     _assert_same_update(model.train(), tapes, batch)
@@ -203,7 +209,7 @@ def test_rotary_matches_transformers_rotary_in_value_and_gradient() -> None:
     sin whose halves differ, so the backward must be the exact transpose."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    from openrft.rl.replay import Rotary
+    from openrft.fast.replay import Rotary
 
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=generator)
@@ -220,9 +226,31 @@ def test_rotary_matches_transformers_rotary_in_value_and_gradient() -> None:
 
 def test_a_rollout_with_a_group_shared_prompt_cache_replays(monkeypatch) -> None:
     """The tape does not depend on how the decode caches the prompt."""
-    from openrft.rollout import llama_decode
+    from openrft.fast import llama_decode
 
     monkeypatch.setattr(llama_decode, "SHARED_PROMPT_MIN_TOKENS", 0)
     model = ARCHITECTURES["llama_gqa_tied"]()
     tape, ids, mask, tokens, lengths = _rollout(model, repeats=3)
     _assert_same_update(model.train(), [tape], _token_batch(ids, mask, tokens, lengths))
+
+
+def test_a_tape_is_replayed_once() -> None:
+    """The replay turns the tape's buffers into the gradient: a second replay (or cutting
+    a used tape) raises instead of reading them."""
+    model = ARCHITECTURES["llama"]()
+    tape, ids, mask, tokens, lengths = _rollout(model)
+    batch = _token_batch(ids, mask, tokens, lengths)
+    assert tape_logprobs(model.train(), [tape], batch, 1.0, False) is not None
+    with pytest.raises(TapeExpired, match="already used"):
+        tape_logprobs(model, [tape], batch, 1.0, False)
+    with pytest.raises(TapeExpired, match="already used"):
+        keep_tape_rows([tape], torch.tensor([0, 1]))
+
+
+def test_a_tape_dies_when_a_later_rollout_reuses_its_buffers() -> None:
+    model = ARCHITECTURES["llama"]()
+    pool = BufferPool()
+    first = _rollout(model, pool=pool)
+    _rollout(model, seed=12, pool=pool)  # writes into the first tape's buffers
+    with pytest.raises(TapeExpired, match="reused"):
+        tape_logprobs(model.train(), [first[0]], _token_batch(*first[1:]), 1.0, False)

@@ -1,5 +1,5 @@
 """A lean forward for decoding Llama-family models (Llama, Mistral without a sliding
-window, Qwen2, Qwen3), used by `BatchDecoder` in place of the transformers module.
+window, Qwen2, Qwen3), used by the HF engine's decode in place of the transformers modules.
 
 Why: GRPO spends its rollout time in ~T small forwards of one token per row. Through the
 transformers modules each one pays for mask building, cache bookkeeping and ~7 separate
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from openrft.rollout.forward_tape import (
+from openrft.fast.forward_tape import (
     RECORDED,
     BufferPool,
     ForwardTape,
@@ -34,13 +34,23 @@ from openrft.rollout.forward_tape import (
     new_tape,
     plain_empty,
 )
-from openrft.rollout.kv_cache import (
+from openrft.fast.kv_cache import (
     RowCache,
     SharedPromptCache,
     copied_rows,
     distinct_rows,
     grouped_repeats,
 )
+from openrft.fast.peft_layers import (
+    bias_of,
+    effective_weight,
+    is_lora_layer,
+    joined_bias,
+    plain_or_lora,
+    unwrap_peft,
+)
+from openrft.fast.probes import onednn_linear
+from openrft.rollout.engine import CausalLM
 
 SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -52,8 +62,8 @@ class Linear:
     On CPU in float32 the weight is laid out once per rollout (`pack`) in oneDNN's
     blocked format, as inductor's weight prepacking does: F.linear lays the weight out
     again inside every call, which for a decode step's 64-row matmuls is a large part of
-    their cost (m5: 3.9 vs 5.4 ms of matmuls per token; m20: 17.8 vs 21.9 ms). The result
-    is the same product up to float32 summation order.
+    their cost (BENCHMARKS.md, "Fast-path micro-measurements"). The result is the same
+    product up to float32 summation order.
     """
 
     weight: torch.Tensor
@@ -63,30 +73,13 @@ class Linear:
     def pack(self, rows: int) -> None:
         """Prepack for inputs of about `rows` rows, where oneDNN can run it."""
         weight = self.weight
-        if weight.device.type == "cpu" and weight.dtype == torch.float32 and _onednn_linear():
+        if weight.device.type == "cpu" and weight.dtype == torch.float32 and onednn_linear():
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-
-
-@functools.cache
-def _onednn_linear() -> bool:
-    """Whether this torch build runs prepacked oneDNN linears correctly (x86 builds do;
-    the ops are inductor's, so a build without them falls back to F.linear)."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        with torch.inference_mode():
-            weight = torch.linspace(-1, 1, 24).view(6, 4)
-            x = torch.linspace(0, 1, 12).view(3, 4)
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight, 3)
-            out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-        return bool(torch.allclose(out, x @ weight.T, atol=1e-5))
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
 
 
 @dataclass
@@ -106,9 +99,8 @@ class _Block:
         return [self.qkv, self.out, self.gate_up, self.down]
 
 
-SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once. Recorded
-# m5 rollouts of 8 prompts x 8 rows x 64 tokens: even at 16 prompt tokens, 4% faster at
-# 32, 0.99 vs 1.45 s at 200.
+SHARED_PROMPT_MIN_TOKENS = 32  # from here on a group's prompt is cached once (where it
+# starts to pay: BENCHMARKS.md, "Fast-path micro-measurements").
 
 
 class LlamaDecodeForward:
@@ -117,7 +109,7 @@ class LlamaDecodeForward:
     `pool`, the tape's buffers are taken from it."""
 
     @torch.no_grad()  # a snapshot of the weights for this rollout, outside any graph
-    def __init__(self, model: Any, record: bool = False, pool: BufferPool | None = None
+    def __init__(self, model: CausalLM, record: bool = False, pool: BufferPool | None = None
                  ) -> None:
         base = unwrap_peft(model)
         config, inner = base.config, base.model
@@ -129,7 +121,7 @@ class LlamaDecodeForward:
         self.final_norm = inner.norm.weight
         matmul_dtype = _autocast_dtype(self.embed.device)
         self.lm_head = Linear(_cast(effective_weight(base.lm_head), matmul_dtype),
-                              _bias(base.lm_head))
+                              bias_of(base.lm_head))
         self.blocks = [_gather_block(layer, matmul_dtype) for layer in inner.layers]
         self.caches: list[RowCache | SharedPromptCache] = []  # one per layer
         # how the prefill makes a layer's cache from its prompt keys and values
@@ -155,7 +147,7 @@ class LlamaDecodeForward:
         key_valid = attention_mask.bool()
         self.caches, self.length = [], 0
         if self.record:
-            self.tape = new_tape(input_ids, positions, key_valid, capacity)
+            self.tape = new_tape(input_ids, positions, key_valid, capacity, self.pool)
         first, copies = distinct_rows(torch.cat([input_ids, attention_mask], dim=1))
         group = grouped_repeats(copies, rows)
         if copies is not None and group > 1 and length >= SHARED_PROMPT_MIN_TOKENS:
@@ -265,19 +257,6 @@ def prompt_mask(key_valid: torch.Tensor) -> torch.Tensor:
     return causal & (key_valid[:, None, None, :] | own)
 
 
-def joined_bias(modules: list[Any]) -> torch.Tensor | None:
-    """The biases of linear `modules` (plain or LoRA) in the order of their concatenated
-    outputs, zeros for a module without one; None when none has a bias."""
-    biases = [_bias(m) for m in modules]
-    if all(b is None for b in biases):
-        return None
-    if len(biases) == 1:
-        return biases[0]
-    weights = [m.base_layer.weight if is_lora_layer(m) else m.weight for m in modules]
-    return torch.cat([b if b is not None else w.new_zeros(w.shape[0])
-                      for b, w in zip(biases, weights, strict=True)])
-
-
 def attention_shape(config: Any) -> tuple[int, int, int]:
     """(query heads, key/value heads, head dim) of a Llama-family config."""
     heads = config.num_attention_heads
@@ -285,7 +264,7 @@ def attention_shape(config: Any) -> tuple[int, int, int]:
     return heads, kv_heads, getattr(config, "head_dim", None) or config.hidden_size // heads
 
 
-def fast_decode_for(model: Any, record: bool = False, pool: BufferPool | None = None
+def fast_decode_for(model: CausalLM, record: bool = False, pool: BufferPool | None = None
                     ) -> LlamaDecodeForward | None:
     """The lean forward when `model` is one it reproduces exactly, else None."""
     base = unwrap_peft(model)
@@ -310,30 +289,12 @@ def fast_decode_for(model: Any, record: bool = False, pool: BufferPool | None = 
         attn, mlp = layer.self_attn, layer.mlp
         linears = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
                    mlp.gate_proj, mlp.up_proj, mlp.down_proj]
-        if not all(_plain_or_lora(m) for m in [*linears, base.lm_head]):
+        if not all(plain_or_lora(m) for m in [*linears, base.lm_head]):
             return None
-        if any(_bias(m) is not None for m in [attn.o_proj, mlp.gate_proj, mlp.up_proj,
+        if any(bias_of(m) is not None for m in [attn.o_proj, mlp.gate_proj, mlp.up_proj,
                                                mlp.down_proj]):
             return None
     return LlamaDecodeForward(model, record, pool)
-
-
-def effective_weight(module: Any) -> torch.Tensor:
-    """The weight a linear layer applies in eval mode: LoRA deltas of active, unmerged
-    adapters added to the base weight (peft's own `get_delta_weight`)."""
-    if not is_lora_layer(module):
-        return module.weight
-    weight = module.base_layer.weight
-    if module.merged or module.disable_adapters:
-        return weight
-    for name in module.active_adapters:
-        if name in module.lora_A:
-            weight = weight + module.get_delta_weight(name)
-    return weight
-
-
-def _bias(module: Any) -> torch.Tensor | None:
-    return module.base_layer.bias if is_lora_layer(module) else module.bias
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -364,23 +325,3 @@ def _gather_block(layer: Any, matmul_dtype: torch.dtype | None) -> _Block:
                                         effective_weight(mlp.up_proj)]), matmul_dtype)),
         down=Linear(_cast(effective_weight(mlp.down_proj), matmul_dtype)),
     )
-
-
-def unwrap_peft(model: Any) -> Any:
-    """The transformers model inside a peft wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def is_lora_layer(module: Any) -> bool:
-    """A peft LoRA layer wrapping a base layer."""
-    return hasattr(module, "base_layer") and hasattr(module, "lora_A")
-
-
-def _plain_or_lora(module: Any) -> bool:
-    if isinstance(module, torch.nn.Linear) and not is_lora_layer(module):
-        return True
-    if not is_lora_layer(module) or not isinstance(module.base_layer, torch.nn.Linear):
-        return False
-    if any(getattr(module, "use_dora", {}).values()):
-        return False
-    return not getattr(module, "lora_embedding_A", None)

@@ -1,8 +1,9 @@
-"""update_policy skips the rows that cannot move the weights, without changing the update.
+"""The fast update skips the rows that cannot move the weights, without changing the update.
 
-The oracle is the same update with `skip_zero_advantage` off, which runs every row: the
-weights after the optimizer step and the reported loss, entropy and clip fraction must
-agree, whether the forward is the ordinary one or replayed from the rollout's tape.
+The oracle is the same update with `skip_zero_advantage` off, which runs every row, and
+the plain update (rl/step.py `update_policy`): the weights after the optimizer step and
+the reported loss, entropy and clip fraction must agree, whether the forward is the
+ordinary one or replayed from the rollout's tape.
 """
 
 from __future__ import annotations
@@ -10,37 +11,43 @@ from __future__ import annotations
 import pytest
 import torch
 
+from openrft.fast import FastPath
+from openrft.fast.update import trained_rows
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import pack_samples
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
-from openrft.rl.step import UpdateStats, trained_rows, update_policy
+from openrft.rl.step import UpdateStats, update_policy
 from openrft.rollout.engine import GenerationParams
 
 PROMPTS = [[{"role": "user", "content": text}] for text in ("hi", "what is 2+2?", "go")]
 GROUP = 4
 
 
-def _updated_weights(make_config, skip: bool, replay: bool, advantages: list[torch.Tensor],
-                     **expert) -> tuple[dict[str, torch.Tensor], list[UpdateStats]]:
-    """Weights after one update per entry of `advantages`, each on a fresh rollout."""
+def _updated_weights(make_config, skip: bool | None, replay: bool,
+                     advantages: list[torch.Tensor], **expert
+                     ) -> tuple[dict[str, torch.Tensor], list[UpdateStats]]:
+    """Weights after one update per entry of `advantages`, each on a fresh rollout: the
+    fast update (`skip`: skip_zero_advantage) or, with `skip` None, the plain one."""
     config = config_from_dict(make_config(expert={
-        "skip_zero_advantage": skip, "max_tokens": 5, "group_size": GROUP,
+        "skip_zero_advantage": bool(skip), "max_tokens": 5, "group_size": GROUP,
         "weight_decay": 0.1, "temperature": 0.8, **expert}))
     cfg = resolve(config, n_train_rows=16, n_valid_rows=4)
     policy, tokenizer, _ = build_policy(cfg, None)
-    engine = make_rollout_engine(cfg, policy.model, tokenizer)
+    path = FastPath(record=replay)
+    policy.path = path
+    engine = make_rollout_engine(cfg, policy, tokenizer)
     params = make_generation_params(cfg)
     stats = []
     for step, advantage in enumerate(advantages):
         rollout = GenerationParams(**{**vars(params), "seed": step})
         policy.model.eval()
-        if replay:
-            samples, tapes = engine.generate_recorded(PROMPTS, GROUP, rollout)
-            assert tapes is not None
-        else:
-            samples, tapes = engine.generate(PROMPTS, GROUP, rollout), None
+        samples = path.sample(engine, PROMPTS, GROUP, rollout)
+        assert (path._tapes is not None) == replay
         batch = pack_samples(samples, policy.pad_token_id)
-        stats.append(update_policy(policy, cfg, batch, advantage, tapes))
+        if skip is None:
+            stats.append(update_policy(policy, cfg, batch, advantage))
+        else:
+            stats.append(path.update(policy, cfg, batch, advantage))
         engine.sync_weights(policy.model)
     return {n: p.detach().clone() for n, p in policy.model.named_parameters()}, stats
 
@@ -59,14 +66,17 @@ def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(make_config, r
     the weights, loss, entropy (all rows) and clip fraction are those of the full update,
     also over micro-batches and several iterations on the batch."""
     runs = {skip: _updated_weights(make_config, skip, replay, [_advantages([0, 2])], **expert)
-            for skip in (True, False)}
+            for skip in (True, False, None)}
     (skipped, [fast]), (full, [slow]) = runs[True], runs[False]
-    assert fast.replayed == slow.replayed == replay
+    plain_weights, [plain] = runs[None]
+    assert fast.replayed == slow.replayed == replay and not plain.replayed
     assert slow.entropy > 0
     for key in ("loss", "entropy", "clip_fraction", "grad_norm"):
         assert getattr(fast, key) == pytest.approx(getattr(slow, key), rel=1e-4, abs=1e-7), key
+        assert getattr(plain, key) == pytest.approx(getattr(slow, key), rel=1e-4, abs=1e-7), key
     for name, weight in full.items():
         torch.testing.assert_close(skipped[name], weight, rtol=1e-5, atol=1e-7, msg=name)
+        torch.testing.assert_close(plain_weights[name], weight, rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_a_batch_without_signal_still_steps_the_optimizer(make_config):
