@@ -61,8 +61,9 @@ def test_job_submitted_to_ray_trains_what_a_local_worker_trains(make_server, ray
         assert (tensor - local_weights[name]).abs().max() < 1e-4, name
 
 
+@pytest.mark.usefixtures("ray_installed")
 def test_unreachable_cluster_pauses_the_job_with_an_error_and_resume_requeues_it(
-        live, ray_installed, tiny_model_dir):
+        live, tiny_model_dir):
     from service_flow import free_port
 
     client = live.client(live.key("alpha"))
