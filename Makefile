@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, pinned: on our machines this takes the local CPU wheel, never a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# dev tools, plus the Ray and PostgreSQL clients the scale-out tests use
+	$(PY) -m pip install -q -e '.[dev,ray,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
