@@ -17,6 +17,7 @@ from openrft.service.app import create_app
 from openrft.service.auth import create_api_key
 from openrft.service.settings import ServiceSettings
 from openrft.service.store.db import Database
+from openrft.service.worker import Worker
 
 
 @dataclass
@@ -108,6 +109,17 @@ def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator:
     yield factory
     for live in started:
         live.stop()
+
+
+@pytest.fixture
+def worker(live: LiveServer) -> Iterator[Worker]:
+    """A worker on the live server's store, in a thread, stopped at teardown."""
+    job_worker = Worker(live.settings)
+    thread = threading.Thread(target=job_worker.run_forever, daemon=True)
+    thread.start()
+    yield job_worker
+    job_worker.stop_requested.set()
+    thread.join(timeout=120)
 
 
 @pytest.fixture

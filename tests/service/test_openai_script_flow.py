@@ -10,16 +10,12 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 from transformers import AutoTokenizer
-
-from openrft.service.worker import Worker
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +28,6 @@ TRAIN = [{"messages": [{"role": "user", "content": f"{a}+{a}="}], "answer": f"{2
          for a in range(1, 5)]
 VALID = [{"messages": [{"role": "user", "content": f"{a}+{a}="}], "answer": f"{2 * a} apples"}
          for a in (6, 7)]
-
-
-@pytest.fixture
-def worker(live) -> Iterator[Worker]:
-    job_worker = Worker(live.settings)
-    thread = threading.Thread(target=job_worker.run_forever, daemon=True)
-    thread.start()
-    yield job_worker
-    job_worker.stop_requested.set()
-    thread.join(timeout=120)
 
 
 def upload(client: openai.OpenAI, rows: list[dict], name: str) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -20,7 +18,6 @@ import pytest
 from service_flow import wait_for
 
 from json_server import JsonServer, Reply
-from openrft.service.worker import Worker
 
 LOOKUP = [{"type": "function", "function": {
     "name": "lookup", "description": "Genes annotated to a phenotype.",
@@ -58,16 +55,6 @@ def test_bad_tool_server_is_a_400_naming_the_field(client, tiny_model_dir) -> No
                 "grader": {"type": "endpoint", "name": "r", "url": "http://127.0.0.1:9/g"},
                 "tools": [{"name": "lookup", "server_url": "file:///etc/passwd"}]}})
     assert "tools.0.server_url" in info.value.message
-
-
-@pytest.fixture
-def worker(live) -> Iterator[Worker]:
-    job_worker = Worker(live.settings)
-    thread = threading.Thread(target=job_worker.run_forever, daemon=True)
-    thread.start()
-    yield job_worker
-    job_worker.stop_requested.set()
-    thread.join(timeout=120)
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -19,16 +18,6 @@ from service_flow import TRAIN, create_job, upload, wait_for
 from openrft.service.worker import Worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def worker(live) -> Iterator[Worker]:
-    job_worker = Worker(live.settings)
-    thread = threading.Thread(target=job_worker.run_forever, daemon=True)
-    thread.start()
-    yield job_worker
-    job_worker.stop_requested.set()
-    thread.join(timeout=120)
 
 
 def wait_for_step(client: openai.OpenAI, job_id: str, timeout: float = 120) -> None:

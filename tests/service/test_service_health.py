@@ -4,9 +4,6 @@ job fast. The worker runs in a thread of the test process with the real engine."
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from service_flow import TRAIN, upload, wait_for
@@ -14,7 +11,6 @@ from service_flow import TRAIN, upload, wait_for
 from openrft.service.job_reporter import StoreReporter
 from openrft.service.store import jobs as job_queries
 from openrft.service.store.models import Job
-from openrft.service.worker import Worker
 
 NEVER = {"type": "string_check", "name": "never", "input": "{{ sample.output_text }}",
          "reference": "zqzqzq", "operation": "like"}
@@ -72,16 +68,6 @@ def test_a_pause_finding_records_a_pause_request(live, tiny_model_dir) -> None:
     reporter.on_event("warn", "no signal", {"finding": _finding("no_signal", 1, 3, "pause")})
     with live.db.session() as session:
         assert session.get(Job, job.id).requested_stop == "pause"
-
-
-@pytest.fixture
-def worker(live) -> Iterator[Worker]:
-    job_worker = Worker(live.settings)
-    thread = threading.Thread(target=job_worker.run_forever, daemon=True)
-    thread.start()
-    yield job_worker
-    job_worker.stop_requested.set()
-    thread.join(timeout=120)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any
 
-from openrft.rl.reporter import Reporter, StopRequest
+from openrft.rl.reporter import NullReporter, Reporter
 from openrft.service.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _wandb_problem() -> str | None:
     return None
 
 
-class WandbReporter:
+class WandbReporter(NullReporter):
     """Logs each step's numeric metrics to a wandb run named after the job.
 
     The run id is the job id with `resume="allow"`, so a resumed job continues its run.
@@ -88,19 +88,9 @@ class WandbReporter:
                    if isinstance(v, int | float) and not isinstance(v, bool)}
         self._call("log", self.run.log, numbers, step=int(metrics.get("step", 0)))
 
-    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
-        pass
-
-    def on_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
-        pass
-
-    def on_checkpoint(self, step: int, path: str, metrics: dict[str, Any]) -> None:
-        pass
-
     def on_end(self, result: dict[str, Any]) -> None:
         if self.run is not None:
             self._call("finish", self.run.finish)
             self.run = None
 
-    def should_stop(self) -> StopRequest:
-        return None
+
