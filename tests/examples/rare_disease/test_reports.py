@@ -101,7 +101,8 @@ def test_findings_use_names_or_exact_synonyms_layperson_included(
         for mention in report.mentions:
             term, text = str(mention["id"]), str(mention["text"]).lower()
             lay = {s.text.lower() for s in synonyms.get(term, []) if s.layperson}
-            allowed = {real_hpo.names[term].lower()} | {s.text.lower() for s in synonyms.get(term, [])}
+            allowed = {real_hpo.names[term].lower()}
+            allowed |= {s.text.lower() for s in synonyms.get(term, [])}
             assert text in allowed
             used_layperson += text in lay
             used_name += text == real_hpo.names[term].lower()

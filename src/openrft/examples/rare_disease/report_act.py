@@ -27,7 +27,7 @@ from openrft.examples.rare_disease.report_task import (
     report_messages,
 )
 from openrft.examples.rare_disease.reports import ReportWriter, Synonym
-from openrft.examples.rare_disease.stats import hits, paired_bootstrap, per_disease
+from openrft.examples.rare_disease.stats import hits, per_disease
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -244,20 +244,6 @@ def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) 
 
 def metrics_of(ranks: list[int | None]) -> dict[str, float]:
     return {("top@max" if k is None else f"top@{k}"): float(hits(ranks, k).mean()) for k in KS}
-
-
-def compare(ranks: dict[str, list[int | None]], seed: int) -> dict[str, Any]:
-    """Paired bootstrap CIs of top@1 / top@max differences that the targets name."""
-    pairs = [("rft", "base"), ("rft", "sft"), ("sft_rft", "base"), ("sft_rft", "sft"),
-             ("rft", "pipeline"), ("sft_rft", "pipeline")]
-    out: dict[str, Any] = {}
-    for a, b in pairs:
-        if a in ranks and b in ranks:
-            for k in (1, None):
-                name = f"{a}-{b} top@{'max' if k is None else k}"
-                out[name] = paired_bootstrap(hits(ranks[a], k), hits(ranks[b], k),
-                                             seed=seed).as_dict()
-    return out
 
 
 def disease_breakdown(heldout: list[dict[str, Any]], ranks: dict[str, list[int | None]]

@@ -22,7 +22,6 @@ from openrft.examples.rare_disease.chart import METRICS, draw_chart
 from openrft.examples.rare_disease.report_act import (
     ARMS,
     ReportActSettings,
-    compare,
     disease_breakdown,
     evaluate_ranks,
     load_ranks,
@@ -33,6 +32,7 @@ from openrft.examples.rare_disease.report_act import (
     save_ranks,
     settings_dict,
 )
+from openrft.examples.rare_disease.stats import compare
 
 LABELS = {
     "base": "untuned model",

