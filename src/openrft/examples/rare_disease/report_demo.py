@@ -21,6 +21,7 @@ from rich.table import Table
 from openrft.examples.rare_disease.chart import METRICS, draw_chart
 from openrft.examples.rare_disease.report_act import (
     ARMS,
+    MODEL_ARMS,
     ReportActSettings,
     disease_breakdown,
     evaluate_ranks,
@@ -61,8 +62,10 @@ def _timed(timings: dict[str, float], name: str, console: Console, what: str) ->
 
 
 def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed: int, out: Path,
-                    console: Console, threads: int | None) -> dict[str, Any]:
-    """All arms for one seed; an arm whose ranks file exists is reused (resume)."""
+                    console: Console, threads: int | None,
+                    arms: tuple[str, ...] = MODEL_ARMS) -> dict[str, Any]:
+    """The model `arms` for one seed; an arm whose ranks file exists is reused (resume), so
+    separate processes can run different arms of one seed side by side."""
     timings: dict[str, float] = {}
     with _timed(timings, "cases", console, f"seed {seed}: reports, candidates, pipeline"):
         prepared = prepare_report_data(data, synonyms, settings, seed, out)
@@ -72,6 +75,8 @@ def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed:
 
     def model_arm(arm: str, build: Any, what: str) -> None:
         path = out / "ranks" / f"{arm}.json"
+        if arm not in arms and not path.exists():
+            return
         if (done := load_ranks(path)) is not None:
             ranks[arm] = done
             saved = json.loads(path.read_text())
@@ -89,10 +94,10 @@ def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed:
                                 "seconds": timings[arm]})
 
     model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
-    model_arm("sft", lambda: run_sft(settings.model, prepared.files["train"], settings, seed,
-                                     out / "sft", threads), "SFT (LoRA) on the training cases")
     model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft"),
               "RFT (GRPO, LoRA) from the untuned model")
+    model_arm("sft", lambda: run_sft(settings.model, prepared.files["train"], settings, seed,
+                                     out / "sft", threads), "SFT (LoRA) on the training cases")
     model_arm("sft_rft", lambda: run_rft(models["sft"], prepared.files, settings, seed,
                                          out / "sft_rft"), "RFT from the SFT model")
     return {
