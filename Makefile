@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/openrft demo --out runs/demo
+	$(VENV)/bin/openrft demo --model smollm2-135m-instruct --out runs/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
