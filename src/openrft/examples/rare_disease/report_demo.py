@@ -91,7 +91,7 @@ def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed:
         valid[arm] = metrics_of(valid_ranks)["top@1"]
         ranks[arm] = held
         save_ranks(path, held, {"model": str(model), "valid_top@1": valid[arm],
-                                "seconds": timings[arm]})
+                                "valid_ranks": valid_ranks, "seconds": timings[arm]})
 
     model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
     model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft"),
