@@ -25,7 +25,7 @@ test: system-packages $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: system-packages $(STAMP)
-	$(VENV)/bin/openrft demo --out runs/demo
+	$(VENV)/bin/openrft demo --model smollm2-135m-instruct --out runs/demo
 
 # vulture: dead code (src and tests, so a name only tests use counts as used); names
 # frameworks reach by decorator or by name are ignored, the rest sit in vulture_whitelist.py.

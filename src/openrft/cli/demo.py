@@ -1,7 +1,9 @@
 """`openrft demo`: the flagship rare-disease experiment (registered on the shared app).
 
-A thin shell over `openrft.examples.rare_disease.demo.run_demo`; `make demo` runs
-`openrft demo --out runs/demo`.
+A thin shell over the two acts: with `--model` the real pretrained model reads case
+reports and re-ranks candidate genes (`rare_disease.report_demo`); without it, the
+from-scratch act (`rare_disease.demo.run_demo`). `make demo` runs the real model's
+shortened act.
 """
 
 from __future__ import annotations
@@ -14,12 +16,26 @@ import typer
 from openrft.cli import app
 from openrft.errors import InvalidInput
 
+ACTS = ("short", "full")
+
 
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/demo"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A pretrained chat model (catalog name or directory, e.g. "
+            "smollm2-135m-instruct): run the case-report act on it. Without it: the "
+            "from-scratch act.",
+        ),
+    ] = None,
+    act: Annotated[
+        str, typer.Option("--act", help="With --model: short (minutes) or full (hours).")
+    ] = "short",
     scale: Annotated[
-        str, typer.Option("--scale", help="demo (~10 min on 2 cores) or full (hours).")
+        str, typer.Option("--scale", help="From-scratch act: demo (~10 min) or full (hours).")
     ] = "demo",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1, each a full run.")]
     = 1,
@@ -33,7 +49,14 @@ def demo_command(
         ),
     ] = 1,
 ) -> None:
-    """Rare-disease gene ranking from HPO phenotypes: base vs SFT vs RFT vs a classical ranker."""
+    """Rare-disease gene ranking: base vs SFT vs RFT vs classical rankers, with statistics."""
+    if model is not None:
+        from openrft.examples.rare_disease.report_demo import act_settings, run_report_demo
+
+        if act not in ACTS:
+            raise InvalidInput("--act", f"expected one of {', '.join(ACTS)}, got {act!r}")
+        run_report_demo(out, act_settings(act, model), seeds=seeds, threads=threads, act=act)
+        return
     from openrft.examples.rare_disease.demo import SCALES, run_demo
 
     if scale not in SCALES:

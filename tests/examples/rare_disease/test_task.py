@@ -44,6 +44,9 @@ def genes_sample(genes: list) -> dict:
         (genes_sample("FBN1"), INVALID_PENALTY, None),
         (genes_sample([1, "FBN1"]), INVALID_PENALTY, None),
         (genes_sample(["G"] * MAX_GENES + ["FBN1"]), INVALID_PENALTY, None),
+        # a gene listed twice counts once: FBN1 is the 3rd distinct gene, not the 4th
+        (genes_sample(["CEP55", "NSDHL", "NSDHL", "FBN1"]), 3 ** -0.5, 3),
+        (genes_sample(["cep55", "CEP55 ", "FBN1", "FBN1"]), 2 ** -0.5, 2),
     ],
 )
 def test_rank_scores_by_hand(sample: dict, score: float, rank: int | None) -> None:

@@ -15,7 +15,8 @@ LABELS = {
 
 
 def draw_chart(
-    summary: dict[str, dict[str, tuple[float, float]]], path: Path, title: str
+    summary: dict[str, dict[str, tuple[float, float]]], path: Path, title: str,
+    labels: dict[str, str] | None = None,
 ) -> Path:
     """Grouped bars: one group per metric, one bar per arm; error bars = std over seeds.
 
@@ -26,15 +27,16 @@ def draw_chart(
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    arms = [a for a in LABELS if a in summary]
+    labels = labels or LABELS
+    arms = [a for a in labels if a in summary]
     width = 0.8 / len(arms)
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     for i, arm in enumerate(arms):
         xs = [m + (i - (len(arms) - 1) / 2) * width for m in range(len(METRICS))]
         means = [100 * summary[arm][metric][0] for metric in METRICS]
         spreads = [100 * summary[arm][metric][1] for metric in METRICS]
-        hatch = "//" if arm == "classical" else None
-        ax.bar(xs, means, width, yerr=spreads, capsize=3, label=LABELS[arm], hatch=hatch)
+        hatch = "//" if arm in ("classical", "pipeline", "upper_bound") else None
+        ax.bar(xs, means, width, yerr=spreads, capsize=3, label=labels[arm], hatch=hatch)
     ax.set_xticks(range(len(METRICS)), METRICS)
     ax.set_ylabel("held-out cases (%)")
     ax.set_ylim(0, 105)

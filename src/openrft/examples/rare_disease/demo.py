@@ -30,18 +30,20 @@ from openrft.examples.rare_disease.pipeline import (
     RFTArmSettings,
     SFTArmSettings,
     build_base_model,
-    evaluate_classical,
+    classical_ranks,
     evaluate_model,
     prepare_data,
+    rank_metrics,
     run_rft,
     run_sft,
     sft_rows,
 )
+from openrft.examples.rare_disease.stats import compare
 
 SCALES: dict[str, ExperimentSettings] = {
     "demo": ExperimentSettings(),
     "full": ExperimentSettings(
-        data=DataSettings(n_diseases=300, train_cases=900, valid_cases=300, heldout_cases=300),
+        data=DataSettings(n_diseases=300, train_cases=900, valid_cases=300, heldout_cases=600),
         base=BaseModelSettings(hidden=256, layers=4, intermediate=768, epochs=20),
         sft=SFTArmSettings(epochs=2),
         rft=RFTArmSettings(steps=120),
@@ -59,6 +61,8 @@ class SeedResult:
     example: dict[str, Any] = field(default_factory=dict)
     shared_genes: int = 0
     valid_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # for choices
+    ranks: dict[str, list[int | None]] = field(default_factory=dict)  # per held-out case
+    compare: dict[str, Any] = field(default_factory=dict)  # paired bootstrap CIs
 
 
 class _Stages:
@@ -106,7 +110,8 @@ def run_seed(
     stages = _Stages(console)
     with stages.stage("cases", f"seed {seed}: cases, textbook and the classical ranker"):
         prepared = prepare_data(data, settings.data, seed, out)
-        metrics = {"classical": evaluate_classical(data, prepared, seed)}
+        ranks = {"classical": classical_ranks(data, prepared, seed)}
+        metrics = {"classical": rank_metrics(ranks["classical"])}
     with stages.stage("base", "base model: domain tokenizer + pretraining on the textbook"):
         base = build_base_model(prepared, settings.base, seed, out, threads)
     with stages.stage("sft", "SFT on the training cases"):
@@ -122,10 +127,11 @@ def run_seed(
         for arm, model in (("base", base), ("sft", sft), ("rft", rft), ("sft_rft", sft_rft)):
             valid[arm], _ = evaluate_model(model, prepared.files["valid"])
             metrics[arm], report = evaluate_model(model, prepared.files["heldout"])
+            ranks[arm] = [row.samples[0].rank for row in report.rows]
             if arm == "rft":
                 example = _example(report, prepared)
     return SeedResult(seed, metrics, stages.timings, str(rft), str(prepared.files["heldout"]),
-                      example, prepared.shared_genes, valid)
+                      example, prepared.shared_genes, valid, ranks, compare(ranks, seed))
 
 
 def _example(report: Any, prepared: Any) -> dict[str, Any]:
@@ -167,11 +173,23 @@ def results_table(summary: dict[str, dict[str, tuple[float, float]]], n_seeds: i
     return table
 
 
-def markdown_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
+def pooled_compare(results: list[SeedResult]) -> dict[str, Any]:
+    """Paired bootstrap CIs over every seed's held-out cases together."""
+    arms = [a for a in LABELS if all(a in r.ranks for r in results)]
+    return compare({a: [x for r in results for x in r.ranks[a]] for a in arms}, seed=0)
+
+
+def markdown_table(summary: dict[str, dict[str, tuple[float, float]]],
+                   cis: dict[str, Any] | None = None) -> str:
     lines = ["| arm | top@1 (%) | top@5 (%) | top@max (%) |", "| --- | --- | --- | --- |"]
     for arm, values in summary.items():
         cells = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in (values[k] for k in METRICS)]
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + " |")
+    if cis:
+        lines += ["", "| paired difference (all seeds' cases) | mean (points) | 95% CI |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {name} | {100 * ci['mean']:+.1f} | [{100 * ci['low']:+.1f}, "
+                  f"{100 * ci['high']:+.1f}] |" for name, ci in cis.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -189,11 +207,12 @@ def write_outputs(out: Path, results: list[SeedResult], settings: ExperimentSett
         "scale": scale,
         "seeds": [asdict(r) for r in results],
         "summary": {a: {m: list(v) for m, v in ms.items()} for a, ms in summary.items()},
+        "pooled_compare": pooled_compare(results),
         "settings": asdict(settings),
         "wall_seconds": round(wall_s, 1),
     }
     (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
-    (out / "results.md").write_text(markdown_table(summary))
+    (out / "results.md").write_text(markdown_table(summary, details["pooled_compare"]))
     title = f"Rare-disease gene ranking, {scale} scale, {len(results)} seed(s)"
     draw_chart(summary, out / "rare_disease_chart.png", title)
     return payload

@@ -62,6 +62,7 @@ def grade(sample, item):
         return {{"score": INVALID, "metadata": {{"rank": None, "invalid": "not a gene list"}}}}
     if len(genes) > MAX_GENES:
         return {{"score": INVALID, "metadata": {{"rank": None, "invalid": "too many genes"}}}}
+    genes = list(dict.fromkeys(genes))  # a gene listed twice counts once, at its first place
     target = str(item["gene"]).strip().upper()
     if target not in genes:
         return {{"score": 0.0, "metadata": {{"rank": None, "listed": len(genes)}}}}

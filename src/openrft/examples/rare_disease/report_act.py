@@ -1,0 +1,266 @@
+"""The real-model act: case reports -> candidate re-ranking on a pretrained chat model.
+
+Per seed: cases from all eligible diseases (split by disease once, `split_seed`: held-out
+diseases never train), reports, the non-LLM pipeline's top-K candidates over every gene
+with a phenotype-annotated disease, then the arms on the same held-out cases — untuned
+model, SFT, RFT, SFT then RFT, the pipeline, and the classical ranker on the true HPO ids
+(an upper bound). Every arm's per-case ranks are written to `seed<N>/ranks/<arm>.json`;
+a stage whose file exists is not run again, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from openrft.examples.rare_disease.baseline import HypergeomRanker
+from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings, split_diseases
+from openrft.examples.rare_disease.hpo_data import HPOData, eligible_diseases
+from openrft.examples.rare_disease.matcher import PhenotypeMatcher, rank_of
+from openrft.examples.rare_disease.report_task import (
+    GRADER,
+    reference_answer,
+    report_messages,
+)
+from openrft.examples.rare_disease.reports import ReportWriter, Synonym
+from openrft.examples.rare_disease.stats import hits, per_disease
+
+logger = logging.getLogger(__name__)
+DEFAULT_MODEL = "smollm2-135m-instruct"
+MODEL_ARMS = ("base", "sft", "rft", "sft_rft")
+ARMS = (*MODEL_ARMS, "pipeline", "upper_bound")
+KS = (1, 5, None)  # top@1, top@5, top@max
+
+
+@dataclass(frozen=True)
+class ReportActSettings:
+    """Sizes and training settings; `candidates` K is the most a model can list."""
+
+    model: str = DEFAULT_MODEL
+    train_cases: int = 400
+    valid_cases: int = 100
+    heldout_cases: int = 600
+    candidates: int = 5
+    valid_fraction: float = 0.1
+    heldout_fraction: float = 0.1
+    split_seed: int = 0
+    max_tokens: int = 24
+    eval_batch: int = 32
+    lora_rank: int = 16
+    sft_epochs: int = 1
+    sft_learning_rate: float = 2e-4
+    rft_steps: int = 40
+    rft_batch: int = 4
+    rft_group: int = 8
+    rft_learning_rate: float = 2e-4
+    rft_beta: float = 0.0
+    rft_temperature: float = 0.7  # at 1.0 the 135M model samples mostly off-format text
+    select_every: int = 20  # keep a checkpoint every k steps; the best on validation wins
+
+
+@dataclass
+class ReportData:
+    """The rows one seed's arms share, and the two non-LLM arms' per-case ranks."""
+
+    files: dict[str, Path]  # train / valid / heldout JSONL, grader JSON
+    heldout: list[dict[str, Any]]
+    ranks: dict[str, list[int | None]]  # pipeline / upper_bound on the held-out rows
+
+
+def all_gene_diseases(data: HPOData) -> list[str]:
+    """Every disease with a causal gene and a phenotype annotation: the ranker's gene space."""
+    return sorted(
+        d.id for d in data.diseases.values()
+        if d.genes and any(data.is_phenotypic_abnormality(t) for t in d.frequencies)
+    )
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RowBuilder:
+    """Case -> report -> pipeline candidates -> an OpenRFT row (prompt + reference fields)."""
+
+    def __init__(self, data: HPOData, synonyms: dict[str, list[Synonym]], k: int, seed: int):
+        self.data = data
+        self.k = k
+        self.seed = seed
+        self.ranker = HypergeomRanker(data, all_gene_diseases(data))
+        self.matcher = PhenotypeMatcher(data, synonyms)
+        self.writer = ReportWriter(data.names, synonyms, seed)
+
+    def row(self, case: Any) -> dict[str, Any]:
+        report = self.writer.write(case)
+        matched = self.matcher.find(report.text)
+        ranked = self.ranker.rank(matched, self.k, seed=self.seed)
+        truth = self.ranker.rank([t["id"] for t in case.present], self.k, seed=self.seed)
+        findings = {
+            g: [self.data.names[t] for t in self.ranker.fitting_terms(g, matched)] for g in ranked
+        }
+        return {
+            "messages": report_messages(report.text, ranked, findings),
+            "gene": case.gene,
+            "candidates": ranked,
+            "disease_id": case.disease_id,
+            "case_id": case.case_id,
+            "pipeline_rank": rank_of(case.gene, ranked),
+            "upper_bound_rank": rank_of(case.gene, truth),
+        }
+
+
+def prepare_report_data(
+    data: HPOData, synonyms: dict[str, list[Synonym]], settings: ReportActSettings, seed: int,
+    out: Path,
+) -> ReportData:
+    """Rows for train (only cases whose gene is among the candidates: nothing to learn
+    otherwise), validation and held-out (all cases), from disjoint disease sets."""
+    files = {n: out / f"{n}.jsonl" for n in ("train", "valid", "heldout")}
+    files["grader"] = out / "grader.json"
+    if not all(p.exists() for p in files.values()):
+        pool = eligible_diseases(data)
+        split = split_diseases(pool, settings.valid_fraction, settings.heldout_fraction,
+                               settings.split_seed)
+        generator = CaseGenerator(data, pool, seed, CaseSettings(absent_probability=1.0))
+        builder = RowBuilder(data, synonyms, settings.candidates, seed)
+        train: list[dict[str, Any]] = []
+        while len(train) < settings.train_cases:
+            for case in generator.generate(list(split.train), settings.train_cases,
+                                           f"train-s{seed}-{len(train)}"):
+                row = builder.row(case)
+                if row["pipeline_rank"] is not None and len(train) < settings.train_cases:
+                    train.append(row)
+        valid = [builder.row(c) for c in generator.generate(
+            list(split.valid), settings.valid_cases, f"valid-s{seed}")]
+        heldout = [builder.row(c) for c in generator.generate(
+            list(split.heldout), settings.heldout_cases, f"heldout-s{seed}")]
+        for name, rows in (("train", train), ("valid", valid), ("heldout", heldout)):
+            _write_jsonl(files[name], rows)
+        files["grader"].write_text(json.dumps(GRADER, indent=2) + "\n")
+    heldout = _read_jsonl(files["heldout"])
+    ranks = {
+        "pipeline": [r["pipeline_rank"] for r in heldout],
+        "upper_bound": [r["upper_bound_rank"] for r in heldout],
+    }
+    return ReportData(files, heldout, ranks)
+
+
+def sft_rows(train_file: Path) -> list[dict[str, Any]]:
+    """Training rows with the reference answer: the true gene, then the other candidates."""
+    rows = []
+    for row in _read_jsonl(train_file):
+        answer = reference_answer(row["gene"], row["candidates"])
+        rows.append({"messages": row["messages"] + [{"role": "assistant", "content": answer}]})
+    return rows
+
+
+def evaluate_ranks(model: str | Path, rows_file: Path, settings: ReportActSettings,
+                   progress: bool = True) -> tuple[list[int | None], float]:
+    """Greedy answers, graded: (the true gene's rank per row, mean reward)."""
+    from openrft.eval.evaluate import evaluate
+    from openrft.rollout.engine import GenerationParams
+
+    params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.0)
+    report = evaluate(str(model), rows_file, GRADER, params=params,
+                      batch_size=settings.eval_batch, progress=progress)
+    return [row.samples[0].rank for row in report.rows], report.mean_reward
+
+
+def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, seed: int,
+            out: Path, threads: int | None) -> Path:
+    from openrft.models.load import LoraSettings
+    from openrft.sft.trainer import train_supervised
+
+    return train_supervised(
+        model, sft_rows(train_file), out, epochs=settings.sft_epochs,
+        learning_rate=settings.sft_learning_rate, batch_size=8, max_length=512, seed=seed,
+        threads=threads, lora=LoraSettings(rank=settings.lora_rank, alpha=2 * settings.lora_rank),
+    )
+
+
+def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettings, seed: int,
+            out: Path, reporter: Any = None) -> Path:
+    """GRPO with LoRA; the kept checkpoint with the best greedy validation reward wins."""
+    from openrft.rl.config import RFTConfig
+    from openrft.rl.trainer import train
+
+    every = settings.select_every
+    config = RFTConfig.model_validate({
+        "model": str(model),
+        "training_file": str(files["train"]),
+        "validation_file": str(files["valid"]),
+        "grader": GRADER,
+        "seed": seed,
+        "output_dir": str(out),
+        "hyperparameters": {"n_epochs": 50, "batch_size": settings.rft_batch,
+                            "eval_interval": settings.rft_steps, "eval_samples": 8},
+        "expert": {
+            "group_size": settings.rft_group, "beta": settings.rft_beta, "finetune": "lora",
+            "lora_rank": settings.lora_rank, "lora_alpha": 2 * settings.lora_rank,
+            "base_learning_rate": settings.rft_learning_rate,
+            "max_tokens": settings.max_tokens, "temperature": settings.rft_temperature,
+            "max_steps": settings.rft_steps, "keep_samples": 4,
+            "save_every": every, "keep_checkpoints": settings.rft_steps // every + 1,
+        },
+    })
+    result = train(config, reporter=reporter)
+    if result.final_model_dir is None:
+        raise RuntimeError(f"RFT run in {out} stopped before finishing")
+    return select_checkpoint(out, files["valid"], settings)
+
+
+def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) -> Path:
+    """Early stopping on validation: best mean reward (ties: earlier step); copied to
+    `run/selected`, every score in `run/selection.json`."""
+    from openrft.rl.checkpoint import checkpoint_steps
+
+    scored = []
+    for step in checkpoint_steps(run / "checkpoints"):
+        ranks, reward = evaluate_ranks(run / "checkpoints" / f"step-{step}", valid_file,
+                                       settings, progress=False)
+        scored.append({"step": step, "valid_reward": reward,
+                       "valid_top@1": float(hits(ranks, 1).mean())})
+    if not scored:
+        raise RuntimeError(f"no checkpoints to select from in {run}")
+    best = max(scored, key=lambda r: (r["valid_reward"], -r["step"]))
+    selected = run / "selected"
+    shutil.rmtree(selected, ignore_errors=True)
+    shutil.copytree(run / "checkpoints" / f"step-{best['step']}", selected,
+                    ignore=shutil.ignore_patterns("trainer_state.*"))
+    (run / "selection.json").write_text(
+        json.dumps({"selected_step": best["step"], "checkpoints": scored}, indent=1) + "\n")
+    return selected
+
+
+def metrics_of(ranks: list[int | None]) -> dict[str, float]:
+    return {("top@max" if k is None else f"top@{k}"): float(hits(ranks, k).mean()) for k in KS}
+
+
+def disease_breakdown(heldout: list[dict[str, Any]], ranks: dict[str, list[int | None]]
+                      ) -> dict[str, dict[str, float]]:
+    """Held-out top@1 per disease and arm."""
+    diseases = [r["disease_id"] for r in heldout]
+    return {arm: per_disease(diseases, hits(r, 1)) for arm, r in ranks.items()}
+
+
+def save_ranks(path: Path, ranks: list[int | None], extra: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ranks": ranks, **extra}) + "\n")
+
+
+def load_ranks(path: Path) -> list[int | None] | None:
+    return json.loads(path.read_text())["ranks"] if path.exists() else None
+
+
+def settings_dict(settings: ReportActSettings) -> dict[str, Any]:
+    return asdict(settings)
