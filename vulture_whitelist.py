@@ -20,9 +20,8 @@ organization_id, result_files, user_provided_suffix
 # The model catalog's source protocol (models/catalog.py).
 ModelSource, describe, homepage
 
-# The flagship example (examples/rare_disease) is being reworked on the `flagship`
-# branch: its to keep or delete.
-valid_metrics, ARMS
+# Dataclass fields written out whole (dataclasses.asdict) into the demo's details.json.
+valid_metrics
 
 # Tests: stdlib http.server and pytest hooks, and fakes that mirror a real signature.
 daemon_threads, block_on_close, protocol_version, log_message, do_GET, do_POST, should_exit

@@ -82,7 +82,7 @@ class _Stages:
 
 
 def _rft_reporter(console: Console) -> tuple[Progress, Any]:
-    from openrft.cli.train import ProgressReporter
+    from openrft.rl.progress import ProgressReporter
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),

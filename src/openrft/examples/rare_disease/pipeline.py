@@ -45,7 +45,6 @@ from openrft.examples.rare_disease.task import (
 )
 
 logger = logging.getLogger(__name__)
-ARMS = ("base", "sft", "rft", "sft_rft", "classical")
 
 
 @dataclass(frozen=True)
