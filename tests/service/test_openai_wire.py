@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import httpx
 import openai
@@ -68,9 +69,14 @@ def test_request_ids_are_in_the_server_log(live, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="openrft.service.requests"), \
             raw(live, live.key("alpha")) as http:
         answer = http.get("/fine_tuning/jobs/ftjob-nope")
-    request_id = answer.headers["x-request-id"]
-    lines = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
-    assert lines and "GET /v1/fine_tuning/jobs/ftjob-nope 404" in lines[0]
+        request_id = answer.headers["x-request-id"]
+        # the line is written once the response has gone out, in the server's thread
+        deadline = time.monotonic() + 10
+        while not (lines := [r.getMessage() for r in caplog.records
+                             if request_id in r.getMessage()]):
+            assert time.monotonic() < deadline, "no log line carries the request id"
+            time.sleep(0.05)
+    assert "GET /v1/fine_tuning/jobs/ftjob-nope 404" in lines[0]
 
 
 def test_a_500_has_a_request_id_and_leaks_nothing(tmp_path) -> None:
