@@ -19,16 +19,6 @@ from openrft.examples.tool_lookup.data import (
 )
 from openrft.graders.base import run as grade
 
-# SmolLM2-Instruct's chat template (ChatML with a default system turn), copied from the
-# model's chat_template.jinja: the rows must render as the real model sees them.
-SMOLLM2_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-    "Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 def _data(*diseases: Disease) -> HPOData:
     return HPOData(names={}, parents={}, diseases={d.id: d for d in diseases})
@@ -76,12 +66,13 @@ def test_rows_carry_the_question_the_tool_and_the_reference() -> None:
     assert demo[3]["content"] == demo[4]["content"] == "BBS2"
 
 
-def test_demonstrations_render_the_prompt_exactly_as_episodes_do(tiny_model) -> None:
+def test_demonstrations_render_the_prompt_exactly_as_episodes_do(tiny_model,
+                                                                 smollm2_template) -> None:
     from openrft.examples.tool_lookup.run import tools_system_prompt
     from openrft.rollout.tool_format import parse_tool_calls, render_text
 
     _model, tokenizer = tiny_model
-    tokenizer.chat_template = SMOLLM2_TEMPLATE
+    tokenizer.chat_template = smollm2_template
     entry = Entry("OMIM:1", "Bardet-Biedl syndrome 2", "BBS2")
     episode_prompt = render_text(tokenizer, task_row(entry)["messages"], [TOOL_SCHEMA], True)
     demo = demonstration_row(entry, tools_system_prompt())["messages"]

@@ -128,7 +128,8 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
         sft_dir = train_supervised(
             settings.model, [demonstration_row(e, system) for e in sft_entries], out / "sft",
             epochs=settings.sft_epochs, learning_rate=settings.sft_learning_rate,
-            batch_size=8, lora=LoraSettings(), seed=settings.seed, threads=settings.threads,
+            batch_size=8, max_length=2048, lora=LoraSettings(), seed=settings.seed,
+            threads=settings.threads,
             progress=False)
         timings["sft"] = time.perf_counter() - start
         start = time.perf_counter()
