@@ -123,6 +123,7 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
         start = time.perf_counter()
         results["untuned"] = evaluate_model(settings.model, test_rows, server.url, settings)
         timings["eval_untuned"] = time.perf_counter() - start
+        _save(out, results)  # partial results survive an interrupted run
 
         start = time.perf_counter()
         sft_dir = train_supervised(
@@ -135,6 +136,7 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
         start = time.perf_counter()
         results["sft"] = evaluate_model(str(sft_dir), test_rows, server.url, settings)
         timings["eval_sft"] = time.perf_counter() - start
+        _save(out, results)
 
         start = time.perf_counter()
         config = RFTConfig(
@@ -162,5 +164,9 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
             "sft_minus_untuned": paired_ci(results["sft"][metric], results["untuned"][metric]),
         }
     results["timings_s"] = timings
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _save(out, results)
     return results
+
+
+def _save(out: Path, results: dict[str, Any]) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2))
