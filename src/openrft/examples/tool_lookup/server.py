@@ -53,8 +53,7 @@ class GeneLookupServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/gene_lookup"
+        return f"http://127.0.0.1:{self._httpd.server_port}/gene_lookup"
 
     def start(self) -> GeneLookupServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
