@@ -222,3 +222,58 @@ def test_generate_rejects_a_bad_response_format(tiny_model_dir, tmp_path, monkey
         "--response-format", fmt,
     )  # fmt: skip
     assert code == 2 and "response_format" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_tools_reach_evaluate_validated(files, tiny_model_dir, tmp_path, monkeypatch,
+                                             capsys) -> None:
+    import openrft.eval.evaluate as evaluate_module
+
+    seen: dict = {}
+    real = evaluate_module.evaluate
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", spy)
+    grader, rows = files
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"name": "lookup", "server_url": "http://127.0.0.1:9/x",
+                                  "headers": {"x-key": "k"}}]))
+    code, out, err = openrft(
+        monkeypatch, capsys, "eval", "--model", tiny_model_dir, "--data", rows, "--grader",
+        grader, "--max-tokens", 4, "--tools", tools, "--max-episode-steps", 3, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert seen["tools"] == [{"name": "lookup", "server_url": "http://127.0.0.1:9/x",
+                              "headers": {"x-key": "k"}}]
+    assert seen["max_episode_steps"] == 3
+    assert json.loads(out)["n_rows"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{nope", "tools.json:1: invalid JSON"),
+        ('{"name": "lookup"}', "tools.json: expected a non-empty JSON list of tool servers"),
+        ("[]", "tools.json: expected a non-empty JSON list of tool servers"),
+        ('[{"name": "lookup"}]', "tools.json: [0].server_url: Field required"),
+        ('[{"name": "a", "server_url": "http://h/"}, {"name": "b c", "server_url": "http://h/"}]',
+         "tools.json: [1].name: String should match pattern"),
+        ('[{"name": "a", "server_url": "ftp://h/"}]', "tools.json: [0].server_url"),
+        ('[{"name": "a", "server_url": "http://h/", "header": {}}]',
+         "tools.json: [0].header: Extra inputs are not permitted"),
+        ('["lookup"]', "tools.json: [0]: Input should be"),
+    ],
+)
+def test_eval_bad_tools_file_is_one_line_and_exit_2(files, tiny_model_dir, tmp_path,
+                                                    monkeypatch, capsys, content,
+                                                    message) -> None:
+    grader, rows = files
+    tools = tmp_path / "tools.json"
+    tools.write_text(content)
+    code, _, err = openrft(monkeypatch, capsys, "eval", "--model", tiny_model_dir, "--data",
+                           rows, "--grader", grader, "--tools", tools)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

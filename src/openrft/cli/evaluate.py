@@ -78,6 +78,31 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return value
 
 
+def _read_tools(path: Path) -> list[dict[str, Any]]:
+    """The tool servers of a `--tools` file, validated before any model loads."""
+    from pydantic import ValidationError
+
+    from openrft.data.jsonl import read_text_file
+    from openrft.rollout.tools import ToolServer
+
+    try:
+        value = json.loads(read_text_file(path))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}") from None
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(str(path), "expected a non-empty JSON list of tool servers")
+    servers = []
+    for i, entry in enumerate(value):
+        try:
+            servers.append(ToolServer.model_validate(entry).model_dump(exclude_none=True))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(p) for p in error["loc"])
+            where = f"{path}: [{i}]" + (f".{field}" if field else "")
+            raise InvalidInput(where, error["msg"]) from None
+    return servers
+
+
 @app.command("eval")
 def eval_command(
     model: ModelOption,
@@ -97,6 +122,18 @@ def eval_command(
             "else full marks).",
         ),
     ] = None,
+    tools: Annotated[
+        Path | None,
+        typer.Option(
+            "--tools",
+            help="JSON file with tool servers [{name, server_url, headers}]: the model's "
+            "calls are executed and answered, as in agentic training (docs/agentic.md).",
+        ),
+    ] = None,
+    max_episode_steps: Annotated[
+        int, typer.Option("--max-episode-steps", min=1, max=50,
+                          help="Model turns per episode with --tools.")
+    ] = 10,
     as_json: JsonFlag = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the full JSON here.")] = None,
     chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart.")] = None,
@@ -107,6 +144,7 @@ def eval_command(
     from openrft.eval.report import print_report, write_report_chart, write_report_json
 
     grader_spec = load_grader_file(grader)
+    tool_servers = _read_tools(tools) if tools is not None else None
     default_temperature = 0.0 if samples == 1 else 1.0
     params = _params(
         max_tokens, default_temperature if temperature is None else temperature, seed,
@@ -114,7 +152,7 @@ def eval_command(
     )
     report = evaluate(
         model, data, grader_spec, samples_per_row=samples, params=params,
-        pass_threshold=pass_threshold,
+        pass_threshold=pass_threshold, tools=tool_servers, max_episode_steps=max_episode_steps,
     )
     if out is not None:
         write_report_json(report, out)

@@ -1,0 +1,56 @@
+"""The comparison's statistics, and the whole pipeline end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openrft.examples.tool_lookup.run import RunSettings, paired_ci, run
+
+
+def test_paired_ci_matches_the_binomial_percentiles() -> None:
+    # diff = [1, 1, 1, 0]: a resample's mean is k/4 with k ~ Binomial(4, 0.75);
+    # P(k <= 0) = 0.004 < 0.025 < P(k <= 1) = 0.051 and P(k <= 3) = 0.68 < 0.975, so the
+    # percentile interval is [1/4, 4/4].
+    ci = paired_ci([1, 1, 1, 0], [0, 0, 0, 0])
+    assert ci == {"mean": 0.75, "low": 0.25, "high": 1.0}
+    assert paired_ci([1, 0, 1], [1, 0, 1]) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    assert paired_ci([0, 0], [1, 1]) == {"mean": -1.0, "low": -1.0, "high": -1.0}
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_a_tiny_model(tmp_path, smollm2_template) -> None:
+    from transformers import AutoTokenizer
+
+    from openrft.models.tiny import build_tiny_model
+
+    # the demonstrations are written in SmolLM2's format: give the tiny model its template
+    model_dir = build_tiny_model(tmp_path / "tiny", max_positions=2048)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = smollm2_template
+    tokenizer.save_pretrained(model_dir)
+    settings = RunSettings(model=str(model_dir), n_sft=4, n_rft=4, n_test=3, sft_epochs=1,
+                           rft_steps=1, rft_batch_size=2, group_size=2, max_tokens=8)
+    results = run(tmp_path / "run", settings)
+
+    def diseases(name: str) -> set[str]:
+        lines = (tmp_path / "run" / name).read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        return {r.get("disease") or r["messages"][1]["content"] for r in rows}
+
+    test = diseases("test.jsonl")
+    assert len(test) == 3 and not test & diseases("rft.jsonl")
+    sft_questions = diseases("sft.jsonl")
+    assert not any(d in q for d in test for q in sft_questions)
+    for arm in ("untuned", "sft", "sft_rft"):
+        assert len(results[arm]["answer"]) == len(results[arm]["tool"]) == 3
+        assert results[arm]["accuracy"] == pytest.approx(sum(results[arm]["answer"]) / 3)
+    ci = results["ci_answer"]["sft_rft_minus_sft"]
+    assert ci["low"] <= ci["mean"] <= ci["high"]
+    metrics = [json.loads(line) for line in
+               (tmp_path / "run" / "rft" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1]
+    assert "tool_calls_per_rollout" in metrics[0]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["settings"] == vars(
+        settings)
