@@ -323,3 +323,17 @@ def test_a_python_installed_under_the_host_tmp_still_runs(
     )
     result = grade_with(source)
     assert result.errors == [] and result.metadata == {"p": str(venv)}
+
+
+def test_a_python_started_through_a_dotdot_path_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cd sub && ../.venv/bin/python` gives sys.executable "/x/sub/../.venv/bin/python";
+    # /x/sub does not exist inside the sandbox, so the path must be normalised first.
+    (tmp_path / "elsewhere").mkdir()
+    bindir = Path(sys.executable).parent
+    dotted = f"{tmp_path}/elsewhere/../../../../../../../../..{bindir}/{Path(sys.executable).name}"
+    assert Path(dotted).exists()
+    monkeypatch.setattr(sys, "executable", dotted)
+    result = grade_with("def grade(s, i):\n    return 0.25\n")
+    assert result.errors == [] and result.score == 0.25

@@ -164,7 +164,8 @@ def bwrap_command(bwrap: str, limits: SandboxLimits) -> list[str]:
     command += ["--ro-bind", str(RUNNER_ON_HOST), RUNNER_IN_SANDBOX]
     command += ["--proc", "/proc", "--dev", "/dev", "--hostname", "sandbox"]
     command += ["--remount-ro", "/", "--chdir", "/tmp"]
-    return command + ["--", sys.executable, "-I", "-B", RUNNER_IN_SANDBOX]
+    # normalised: a "/x/../venv/bin/python" path would not resolve inside the sandbox
+    return command + ["--", os.path.abspath(sys.executable), "-I", "-B", RUNNER_IN_SANDBOX]
 
 
 def _describe_exit(returncode: int, limits: SandboxLimits) -> str:
