@@ -139,6 +139,14 @@ def test_bf16_autocast_fast_decode_stays_close_to_the_transformers_forward(
     assert fast_decode_for(model).blocks[0].qkv.weight.dtype == torch.float32  # autocast off
 
 
+def test_the_lean_forward_is_for_cpu_models_only() -> None:
+    """It was written and measured for the CPU; on a GPU a LoRA checkpoint under bf16 mixed
+    dtypes in it (seen on an H100), so any other device gets the model's own forward."""
+    model = build_model(LlamaConfig, LlamaForCausalLM)
+    assert fast_decode_for(model) is not None
+    assert fast_decode_for(model.to("meta")) is None
+
+
 @pytest.mark.parametrize("build", [
     lambda: build_model(MistralConfig, MistralForCausalLM, sliding_window=16,
                         num_key_value_heads=2),

@@ -269,6 +269,8 @@ def fast_decode_for(model: CausalLM, record: bool = False, pool: BufferPool | No
     """The lean forward when `model` is one it reproduces exactly, else None."""
     base = unwrap_peft(model)
     config = getattr(base, "config", None)
+    if any(p.device.type != "cpu" for p in base.parameters()):
+        return None  # written and measured for the CPU; on a GPU it mixed LoRA/bf16 dtypes
     if config is None or getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return None
     if getattr(config, "hidden_act", None) != "silu" or getattr(config, "mlp_bias", False):
