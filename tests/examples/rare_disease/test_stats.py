@@ -1,13 +1,8 @@
-"""Paired bootstrap and per-disease means against hand-computed values."""
+"""Hits and per-disease means against hand-computed values."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import pytest
-
-from openrft.examples.rare_disease.stats import hits, paired_bootstrap, per_disease
+from openrft.examples.rare_disease.stats import hits, per_disease
 
 
 def test_hits_by_hand() -> None:
@@ -15,38 +10,6 @@ def test_hits_by_hand() -> None:
     assert hits(ranks, 1).tolist() == [1, 0, 0, 0, 0]
     assert hits(ranks, 5).tolist() == [1, 1, 0, 0, 1]
     assert hits(ranks, None).tolist() == [1, 1, 0, 1, 1]
-
-
-def test_two_cases_by_hand() -> None:
-    """Differences (1, 0): a resample's mean is 0, 0.5 or 1 with probability 1/4, 1/2,
-    1/4, so the 2.5th and 97.5th percentiles are 0 and 1."""
-    result = paired_bootstrap([1, 0], [0, 0], n_resamples=4000)
-    assert (result.mean, result.low, result.high, result.n) == (0.5, 0.0, 1.0, 2)
-
-
-def test_pairs_stay_together() -> None:
-    """a - b is 1 on every case although a and b vary: the interval is exactly {1}; an
-    unpaired bootstrap would give a wide interval here."""
-    a = [1, 2, 3, 4, 5, 6]
-    result = paired_bootstrap(a, [x - 1 for x in a])
-    assert (result.mean, result.low, result.high) == (1.0, 1.0, 1.0)
-
-
-def test_large_sample_matches_the_normal_interval() -> None:
-    rng = np.random.default_rng(1)
-    a = (rng.random(2000) < 0.6).astype(float)
-    b = np.where(rng.random(2000) < 0.8, a, 1 - a)  # correlated with a
-    d = a - b
-    half = 1.96 * d.std(ddof=1) / math.sqrt(d.size)
-    result = paired_bootstrap(a, b, seed=5)
-    assert result.mean == pytest.approx(d.mean())
-    assert result.low == pytest.approx(d.mean() - half, abs=0.004)
-    assert result.high == pytest.approx(d.mean() + half, abs=0.004)
-
-
-def test_bad_input() -> None:
-    with pytest.raises(ValueError, match="equal-length"):
-        paired_bootstrap([1, 0, 1], [1, 0])
 
 
 def test_per_disease() -> None:

@@ -1,4 +1,4 @@
-"""The comparison's statistics, and the whole pipeline end to end on a tiny model."""
+"""The whole pipeline end to end on a tiny model (its statistics: tests/eval/test_stats.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ import json
 
 import pytest
 
-from openrft.examples.tool_lookup.run import RunSettings, paired_ci, run
-
-
-def test_paired_ci_matches_the_binomial_percentiles() -> None:
-    # diff = [1, 1, 1, 0]: a resample's mean is k/4 with k ~ Binomial(4, 0.75);
-    # P(k <= 0) = 0.004 < 0.025 < P(k <= 1) = 0.051 and P(k <= 3) = 0.68 < 0.975, so the
-    # percentile interval is [1/4, 4/4].
-    ci = paired_ci([1, 1, 1, 0], [0, 0, 0, 0])
-    assert ci == {"mean": 0.75, "low": 0.25, "high": 1.0}
-    assert paired_ci([1, 0, 1], [1, 0, 1]) == {"mean": 0.0, "low": 0.0, "high": 0.0}
-    assert paired_ci([0, 0], [1, 1]) == {"mean": -1.0, "low": -1.0, "high": -1.0}
+from openrft.examples.tool_lookup.run import RunSettings, run
 
 
 @pytest.mark.slow

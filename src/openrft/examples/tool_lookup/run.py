@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from openrft.eval.stats import paired_bootstrap
 from openrft.examples.tool_lookup.data import (
     TOOL_NAME,
     TOOL_SCHEMA,
@@ -84,20 +85,6 @@ def evaluate_model(model: Any, rows: list[dict[str, Any]], tool_url: str,
             "elapsed_s": report.elapsed_s}
 
 
-def paired_ci(a: Sequence[float], b: Sequence[float], seed: int = 0,
-              resamples: int = 10_000) -> dict[str, float]:
-    """Mean of a - b per question with a paired bootstrap 95% CI (questions resampled)."""
-    from scipy.stats import bootstrap
-
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if np.all(diff == diff[0]):  # bootstrap of a constant: the CI is the point
-        return {"mean": float(diff[0]), "low": float(diff[0]), "high": float(diff[0])}
-    result = bootstrap((diff,), np.mean, n_resamples=resamples, confidence_level=0.95,
-                       method="percentile", random_state=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return {"mean": float(diff.mean()), "low": float(low), "high": float(high)}
-
-
 def run(out: Path, settings: RunSettings) -> dict[str, Any]:
     """The three-way comparison; writes data, models and results.json under `out`."""
     import torch
@@ -158,10 +145,8 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
         results["tool_calls_served"] = server.calls
     for metric in ("answer", "tool"):
         results[f"ci_{metric}"] = {
-            "sft_rft_minus_sft": paired_ci(results["sft_rft"][metric], results["sft"][metric]),
-            "sft_rft_minus_untuned": paired_ci(results["sft_rft"][metric],
-                                               results["untuned"][metric]),
-            "sft_minus_untuned": paired_ci(results["sft"][metric], results["untuned"][metric]),
+            f"{x}_minus_{y}": paired_bootstrap(results[x][metric], results[y][metric]).as_dict()
+            for x, y in (("sft_rft", "sft"), ("sft_rft", "untuned"), ("sft", "untuned"))
         }
     results["timings_s"] = timings
     _save(out, results)
