@@ -48,6 +48,12 @@ AliasesFile = Annotated[
     Path | None,
     typer.Option("--model-aliases-file", help="A JSON or YAML mapping NAME: MODEL of aliases."),
 ]
+OutboundHosts = Annotated[
+    list[str] | None,
+    typer.Option("--outbound-host", help="A host that jobs' tool servers and endpoint graders "
+                                         "may be on ('*.example.com' for subdomains; "
+                                         "repeatable). None given: any host."),
+]
 RayAddress = Annotated[
     str | None,
     typer.Option("--ray-address",
@@ -126,6 +132,7 @@ def serve(
     model_alias: ModelAliases = None,
     model_aliases_file: AliasesFile = None,
     ray_address: RayAddress = None,
+    outbound_host: OutboundHosts = None,
 ) -> None:
     """Run the OpenAI-compatible API (and N training workers) on one machine.
 
@@ -138,7 +145,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(data_dir, database_url, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                         stale_after_s=stale_after_s,
+                         stale_after_s=stale_after_s, outbound_hosts=tuple(outbound_host or ()),
                          **_model_access(model_root, model_alias, model_aliases_file))
     application = create_app(settings)  # creates the data dir and tables before workers start
     command = _worker_command(settings.data_dir, database_url, stale_after_s, ray_address)

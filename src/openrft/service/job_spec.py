@@ -23,6 +23,7 @@ from openrft.errors import InvalidInput
 from openrft.service.auth import Principal
 from openrft.service.errors import APIError
 from openrft.service.model_access import resolve_model
+from openrft.service.outbound import check_outbound, outbound_urls
 from openrft.service.schemas import CreateJobRequest
 from openrft.service.settings import ServiceSettings
 from openrft.service.store import queries
@@ -143,6 +144,7 @@ def prepare_job(session: Session, settings: ServiceSettings, principal: Principa
     model_path = resolve_model_path(session, settings, principal.project_id, body.model)
     if method["type"] == "reinforcement":
         _check_grader(method)
+        check_outbound(outbound_urls(method), settings.outbound_hosts)
     _check_rows(method, files)
     job_id = new_id("ftjob-")
     job = Job(

@@ -42,6 +42,22 @@ class ServiceSettings(BaseModel):
         "name), so existing scripts run unchanged.",
     )
 
+    outbound_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Hosts that jobs' tool servers and endpoint graders may be on "
+        "('*.example.com' for subdomains); empty: any host.",
+    )
+
+    @field_validator("outbound_hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(h.strip().lower().rstrip(".") for h in hosts)
+        for host in cleaned:
+            if not host or "/" in host or ":" in host.removeprefix("["):
+                raise ValueError(f"outbound host {host!r}: give a host name, without "
+                                 "scheme, port or path")
+        return cleaned
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
