@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from openrft.rl.config import MonitorSettings, config_from_dict, resolve
+from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.health_metrics import health_metrics, signal_shares
 from openrft.rl.monitor import (
     RunFacts,
@@ -23,6 +23,7 @@ from openrft.rl.monitor import (
     check_truncation,
     noise_band,
 )
+from openrft.rl.monitor_settings import MonitorSettings
 
 S = MonitorSettings()  # patience 3 and the documented defaults
 # 200 validation samples: the noise band sqrt(2) / sqrt(200) = 0.1 equals overfit_delta

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from openrft.distributed.settings import RaySettings
 from openrft.graders.base import RewardFn, make_reward_fn
-from openrft.rl.config import RaySettings, ResolvedConfig
+from openrft.rl.config import ResolvedConfig
 from openrft.rl.policy_setup import make_rollout_engine
 from openrft.rl.step import Policy
 from openrft.rollout.engine import RolloutEngine

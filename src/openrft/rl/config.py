@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from openrft.distributed.settings import RaySettings
 from openrft.errors import InvalidInput
+from openrft.rl.monitor_settings import MonitorSettings
 from openrft.rollout.tools import ToolServer
 from openrft.strict_model import StrictModel
 
@@ -28,11 +30,6 @@ Auto = Literal["auto"]
 LossType = Literal["grpo", "dr_grpo", "dapo"]
 RewardScaling = Literal["group", "batch", "none"]
 ReasoningEffort = Literal["default", "low", "medium", "high"]
-MonitorAction = Literal["warn", "pause", "fail"]
-FindingKind = Literal[
-    "no_signal", "truncation", "length_drift", "entropy_collapse", "kl_blowup", "overfitting",
-    "reward_near_max", "grader_errors", "grader_dominance",
-]
 
 PREFLIGHT_ROWS = 32  # training rows a preflight samples (each group_size times)
 PREFLIGHT_AUTO_FACTOR = 10  # auto preflight when the run samples >= 10x preflight's prompts
@@ -55,84 +52,6 @@ class Hyperparameters(StrictModel):
     """Optimizer steps between validation runs. auto: ceil(total_steps / 10)."""
     eval_samples: Annotated[int, Field(ge=1)] | Auto = "auto"
     """Validation rows sampled (once each) per validation run. auto: min(32, rows)."""
-
-
-class MonitorSettings(StrictModel):
-    """Thresholds of the training-health monitor (rl/monitor.py, docs/training_health.md).
-    Findings are alerts: they never change the reward."""
-
-    enabled: bool = True
-    """Watch every step's metrics and report findings as warn/error events."""
-    patience: int = Field(default=3, ge=1)
-    """Consecutive steps a per-step condition must hold before its finding fires (no
-    signal, truncation, grader errors, dominance); also the window that length, entropy
-    and reward trends average over."""
-    no_signal_share: float = Field(default=0.9, gt=0, le=1)
-    """Share of groups whose samples all got the same reward (zero advantage)."""
-    on_no_signal: MonitorAction = "warn"
-    """What a no-signal finding does: warn (event only), pause (checkpoint and pause the
-    run, as `POST .../pause` does) or fail (stop the run as failed)."""
-    actions: dict[FindingKind, MonitorAction] = Field(default_factory=dict)
-    """The same choice for any finding, by kind (e.g. {truncation: pause}); a kind not
-    listed warns (no_signal: on_no_signal)."""
-    truncation_share: float = Field(default=0.3, gt=0, le=1)
-    """Share of samples that hit max_tokens (counted when the cut costs reward: see
-    truncation_penalty)."""
-    truncation_penalty: float = Field(default=0.1, ge=0)
-    """How much less (as a share of the reward range) cut samples must score than finished
-    ones, pooled over patience steps, and never less than chance allows; cut samples
-    scoring about the minimum, or cut inside reasoning, always count."""
-    length_drift_ratio: float = Field(default=2.5, gt=1)
-    """Mean completion length this many times longer (or shorter) than at the start."""
-    entropy_collapse_fraction: float = Field(default=0.2, gt=0, lt=1)
-    """Entropy below this fraction of its start while the reward has stopped improving."""
-    plateau_delta: float = Field(default=0.05, ge=0)
-    """Largest rise of the mean train reward between two patience windows that still
-    counts as a plateau (a fall counts too)."""
-    kl_max: float = Field(default=1.0, gt=0)
-    """Mean per-token KL to the reference (only measured when beta > 0)."""
-    clip_fraction_max: float = Field(default=0.3, gt=0, le=1)
-    """Share of tokens whose importance ratio left the clip range (num_iterations > 1)."""
-    overfit_points: int = Field(default=3, ge=2)
-    """Validation runs the overfitting trend is fitted over."""
-    overfit_delta: float = Field(default=0.1, gt=0)
-    """Train reward rise and validation reward fall (fitted, over those runs) that count;
-    never less than the sampling noise of the means compared (rl/monitor.noise_band)."""
-    near_max_fraction: float = Field(default=0.95, gt=0, le=1)
-    """Train reward at this fraction of the grader's range counts as "at the maximum"."""
-    valid_gap: float = Field(default=0.25, gt=0)
-    """How far validation must lag a near-maximal train reward to be suspicious (never
-    less than the sampling noise of eval_samples rewards)."""
-    reward_max: float | None = None
-    """Top of the reward scale. None: the top of a score_model's range, else 1.0."""
-    error_share: float = Field(default=0.1, gt=0, le=1)
-    """Share of samples with a grader error, or of structured outputs that did not parse."""
-    dominance_share: float = Field(default=0.8, gt=0, le=1)
-    """Share of the within-group reward variation one `multi` sub-grader explains."""
-
-
-class RaySettings(StrictModel):
-    """Where and how a `backend: ray` run spreads its rollouts and grading (docs/scaling.md)."""
-
-    address: str | None = None
-    """Ray cluster to join ("HOST:6379" or "auto"). None: the RAY_ADDRESS environment
-    variable, else a Ray instance started for this run on this machine."""
-    rollout_workers: int = Field(default=1, ge=1)
-    """Rollout actors, each holding a copy of the policy; a batch's prompts are split
-    between them. 1 samples exactly what the local backend samples."""
-    cpus_per_rollout_worker: float = Field(default=1.0, gt=0)
-    """CPUs each rollout actor reserves (also its torch thread count)."""
-    gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
-    """GPUs each rollout actor reserves (> 0: the actor moves its copy to CUDA)."""
-    grading_tasks: int = Field(default=2, ge=1)
-    """Ray tasks one batch's grading is split into (sandboxes and model-grader calls
-    spread over the cluster's nodes)."""
-    cpus_per_grading_task: float = Field(default=0.5, gt=0)
-    """CPUs each grading task reserves."""
-    max_rollout_retries: int = Field(default=2, ge=0)
-    """Times a rollout shard whose actor died is retried on a replacement actor."""
-    placement_timeout_s: float = Field(default=300.0, gt=0)
-    """How long to wait for the cluster to have room for every rollout worker."""
 
 
 class ExpertSettings(StrictModel):

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from openrft.rl.config import FindingKind, MonitorSettings, ResolvedConfig
+from openrft.rl.config import ResolvedConfig
+from openrft.rl.monitor_settings import FindingKind, MonitorSettings
 
 Severity = Literal["warn", "error"]
 Action = Literal["warn", "pause", "fail"]

@@ -29,8 +29,9 @@ from openrft.rl.checkpoint import (
     save_checkpoint,
     save_model_dir,
 )
-from openrft.rl.config import MonitorSettings, ResolvedConfig, RFTConfig, load_config, resolve
+from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.monitor import Action, TrainingMonitor, run_facts
+from openrft.rl.monitor_settings import MonitorSettings
 from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
