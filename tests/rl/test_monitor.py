@@ -8,10 +8,8 @@ import math
 import pytest
 
 from openrft.rl.config import config_from_dict, resolve
-from openrft.rl.health_metrics import health_metrics, signal_shares
-from openrft.rl.monitor import (
+from openrft.rl.health_checks import (
     RunFacts,
-    TrainingMonitor,
     check_entropy_collapse,
     check_grader_dominance,
     check_grader_errors,
@@ -23,6 +21,8 @@ from openrft.rl.monitor import (
     check_truncation,
     noise_band,
 )
+from openrft.rl.health_metrics import health_metrics, signal_shares
+from openrft.rl.monitor import TrainingMonitor, run_facts
 from openrft.rl.monitor_settings import MonitorSettings
 
 S = MonitorSettings()  # patience 3 and the documented defaults
@@ -329,8 +329,6 @@ def test_monitor_settings_live_under_expert_and_preflight_auto_is_resolved():
 
 
 def test_run_facts_take_the_reward_scale_from_the_grader_or_the_settings():
-    from openrft.rl.monitor import run_facts
-
     judge = {"type": "score_model", "name": "judge", "model": "judge-model", "range": [1, 7],
              "input": [{"role": "user", "content": "Answer: {{ sample.output_text }}"}]}
     base = {"model": "m", "training_file": "t.jsonl", "grader": judge,

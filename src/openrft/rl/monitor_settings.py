@@ -57,7 +57,7 @@ class MonitorSettings(StrictModel):
     """Validation runs the overfitting trend is fitted over."""
     overfit_delta: float = Field(default=0.1, gt=0)
     """Train reward rise and validation reward fall (fitted, over those runs) that count;
-    never less than the sampling noise of the means compared (rl/monitor.noise_band)."""
+    never less than the sampling noise of the means compared (rl/health_checks.noise_band)."""
     near_max_fraction: float = Field(default=0.95, gt=0, le=1)
     """Train reward at this fraction of the grader's range counts as "at the maximum"."""
     valid_gap: float = Field(default=0.25, gt=0)

@@ -30,8 +30,8 @@ from openrft.rl.checkpoint import (
     save_model_dir,
 )
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
-from openrft.rl.monitor import Action, TrainingMonitor, run_facts
-from openrft.rl.monitor_settings import MonitorSettings
+from openrft.rl.monitor import TrainingMonitor, run_facts
+from openrft.rl.monitor_settings import MonitorAction, MonitorSettings
 from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
@@ -200,9 +200,9 @@ class _TrainingLoop:
         self.last_saved = step
         self.reporters.on_checkpoint(step, str(path), metrics)
 
-    def _watch(self, metrics: dict[str, Any]) -> Action | None:
+    def _watch(self, metrics: dict[str, Any]) -> MonitorAction | None:
         """Report the monitor's new findings as events; the strongest action they ask for."""
-        actions: list[Action] = []
+        actions: list[MonitorAction] = []
         for finding in self.monitor.observe(metrics):
             self.reporters.on_event(finding.severity, finding.message,
                                     {"finding": finding.to_dict()})
