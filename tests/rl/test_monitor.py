@@ -311,8 +311,8 @@ def test_monitor_settings_live_under_expert_and_preflight_auto_is_resolved():
     config = config_from_dict({**base, "expert": {"monitor": {"patience": 5,
                                                               "on_no_signal": "pause"}}})
     cfg = resolve(config, 100)
-    assert cfg.monitor["patience"] == 5 and cfg.monitor["on_no_signal"] == "pause"
-    assert cfg.monitor["no_signal_share"] == 0.9  # the other defaults kept
+    assert cfg.monitor.patience == 5 and cfg.monitor.on_no_signal == "pause"
+    assert cfg.monitor.no_signal_share == 0.9  # the other defaults kept
     # 100 rows, batch 8: 13 steps x 2 epochs (auto: >= 20 steps) = 26 steps, 208 prompts
     # sampled < 10 x 32 preflight rows: off. 4 epochs: 52 x 8 = 416 >= 320: on.
     assert cfg.total_steps == 26 and cfg.preflight is False

@@ -20,9 +20,8 @@ def run_facts(cfg: ResolvedConfig) -> RunFacts:
     """What the checks need from the resolved config: sizes, and the reward scale's ends."""
     from openrft.eval.evaluate import score_bounds
 
-    settings = MonitorSettings(**cfg.monitor)
     floor, _ = score_bounds(cfg.grader)
-    top = settings.reward_max
+    top = cfg.monitor.reward_max
     if top is None:
         top = float((cfg.grader.get("range") or (0.0, 1.0))[1])
     return RunFacts(cfg.group_size, cfg.max_tokens, floor, top, cfg.beta, cfg.num_iterations,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from openrft.rl.checkpoint import (
 )
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.monitor import TrainingMonitor, run_facts
-from openrft.rl.monitor_settings import MonitorAction, MonitorSettings
+from openrft.rl.monitor_settings import MonitorAction
 from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
@@ -71,14 +71,14 @@ def train(
     config = config if isinstance(config, RFTConfig) else load_config(config)
     data = _load_data(config)
     cfg = resolve(config, len(data.train), len(data.valid) if data.valid else 0)
-    cfg = replace(cfg, model=_local_or_hub(cfg.model))
+    cfg = cfg.model_copy(update={"model": _local_or_hub(cfg.model)})
     output_dir = Path(cfg.output_dir)
     checkpoint = _checkpoint_to_resume(output_dir, resume)
     run_dir = RunDirReporter(output_dir)
     changed: list[str] = []
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        cfg = replace(cfg, seed=state["seed"])  # an auto seed must survive the restart
+        cfg = cfg.model_copy(update={"seed": state["seed"]})  # an auto seed survives resume
         changed = _changed_since_start(output_dir, cfg)
     run_dir.truncate_after(0 if checkpoint is None else state["step"])
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
@@ -139,7 +139,7 @@ class _TrainingLoop:
         self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
         self.checkpoints = output_dir / "checkpoints"
         self.last_saved = -1
-        self.monitor = TrainingMonitor(MonitorSettings(**ctx.cfg.monitor), run_facts(ctx.cfg))
+        self.monitor = TrainingMonitor(ctx.cfg.monitor, run_facts(ctx.cfg))
 
     def run(self, start_step: int) -> TrainResult:
         cfg, step = self.cfg, start_step
