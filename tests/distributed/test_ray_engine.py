@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from openrft.distributed.settings import RaySettings
 from openrft.graders.base import grade_batch
-from openrft.rl.config import RaySettings
 
 pytestmark = pytest.mark.slow
 

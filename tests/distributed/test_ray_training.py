@@ -16,7 +16,8 @@ import pytest
 import torch
 from ray_task import ray_task_config
 
-from openrft.rl.config import RaySettings, config_from_dict
+from openrft.distributed.settings import RaySettings
+from openrft.rl.config import config_from_dict
 from openrft.rl.trainer import train
 from openrft.rollout.engine import GenerationParams
 

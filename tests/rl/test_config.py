@@ -3,11 +3,28 @@ and every "auto" resolved to the documented value."""
 
 from __future__ import annotations
 
+import typing
+from typing import Any
+
 import pytest
 import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from openrft.errors import InvalidInput
-from openrft.rl.config import RFTConfig, config_from_dict, load_config, resolve
+from openrft.rl.config import (
+    OPENAI_HYPERPARAMETERS,
+    ExpertSettings,
+    GivenExpertSettings,
+    GivenHyperparameters,
+    GivenJobFields,
+    Hyperparameters,
+    ResolvedConfig,
+    RFTConfig,
+    config_from_dict,
+    load_config,
+    resolve,
+)
 
 GRADER = {
     "type": "string_check",
@@ -153,3 +170,72 @@ def test_group_size_from_compute_multiplier_is_clamped():
     for cm, expected in [(0.5, 4), (2, 16), (10, 64)]:
         config = RFTConfig.model_validate({**BASE, "hyperparameters": {"compute_multiplier": cm}})
         assert resolve(config, 8).group_size == expected
+
+
+_NO_OTHER = object()
+
+
+def _other(field: FieldInfo) -> Any:
+    """A valid value unlike the field's default, found from its type alone (no hand list):
+    the other bool, another Literal choice, a different number, the same for each field of
+    a nested settings model; _NO_OTHER where the type gives none (None, a mapping)."""
+    default = field.get_default(call_default_factory=True)
+    choices = typing.get_args(field.annotation)
+    if isinstance(default, BaseModel):
+        return {name: value for name, inner in type(default).model_fields.items()
+                if (value := _other(inner)) is not _NO_OTHER}
+    if isinstance(default, bool):
+        return not default
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return next(choice for choice in choices if choice != default)
+    if isinstance(default, int):
+        return default + 1
+    if isinstance(default, float):
+        return default / 2 if default else 0.5
+    return _NO_OTHER
+
+
+def _others(model: type[BaseModel]) -> dict[str, Any]:
+    return {name: value for name, field in model.model_fields.items()
+            if (value := _other(field)) is not _NO_OTHER}
+
+
+def test_each_given_knob_is_defined_once_and_reaches_the_resolved_config():
+    given = {**GivenJobFields.model_fields, **GivenHyperparameters.model_fields,
+             **GivenExpertSettings.model_fields}
+    # ResolvedConfig declares only what resolve() computes: no settings knob a second time.
+    assert not set(ResolvedConfig.__annotations__) & set(given)
+    # Every knob a settings class declares is used as given, or resolved by resolve().
+    consumed = {"base_learning_rate", "max_steps"}  # folded into learning_rate, total_steps
+    for settings in (Hyperparameters, ExpertSettings):
+        for name in settings.model_fields:
+            assert name in given or name in ResolvedConfig.__annotations__ or name in consumed
+    assert set(OPENAI_HYPERPARAMETERS) == set(Hyperparameters.model_fields)
+
+    # Every knob used as given changed from its default, and found unchanged (the settings
+    # classes' validated value, nested settings included) on the resolved config.
+    config = config_from_dict({**BASE, "hyperparameters": _others(GivenHyperparameters),
+                               "expert": _others(GivenExpertSettings), "suffix": "x"})
+    r = resolve(config, n_train_rows=20, n_valid_rows=4)
+    for section, given_class in ((config, GivenJobFields), (config.hyperparameters,
+                                 GivenHyperparameters), (config.expert, GivenExpertSettings)):
+        for name, field in given_class.model_fields.items():
+            assert getattr(r, name) == getattr(section, name), name
+            if _other(field) is not _NO_OTHER:
+                assert getattr(r, name) != field.get_default(call_default_factory=True), name
+    assert r.monitor.patience == 4 and r.ray.grading_tasks == 3  # checked by hand once
+    assert r.beta == 0.5 and r.loss_type == "grpo" and r.reasoning_effort == "low"
+
+
+def test_resolved_config_round_trips_through_the_run_dirs_yaml():
+    tools = [{"name": "lookup", "server_url": "http://127.0.0.1:9/tools"}]
+    config = config_from_dict({**BASE, "seed": 5, "tools": tools, "max_episode_steps": 3,
+                               "expert": {"beta": 0.04, "monitor": {"actions": {
+                                   "truncation": "pause"}}, "ray": {"rollout_workers": 2}}})
+    r = resolve(config, n_train_rows=12, n_valid_rows=3)
+    saved = yaml.safe_load(yaml.safe_dump(r.to_dict(), sort_keys=False))  # as config.yaml
+    assert saved["beta"] == 0.04 and saved["monitor"]["actions"] == {"truncation": "pause"}
+    assert saved["ray"]["rollout_workers"] == 2 and saved["max_episode_steps"] == 3
+    assert ResolvedConfig.model_validate(saved) == r
+    with pytest.raises(ValueError, match="frozen"):
+        r.beta = 1.0

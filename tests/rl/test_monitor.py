@@ -7,11 +7,9 @@ import math
 
 import pytest
 
-from openrft.rl.config import MonitorSettings, config_from_dict, resolve
-from openrft.rl.health_metrics import health_metrics, signal_shares
-from openrft.rl.monitor import (
+from openrft.rl.config import config_from_dict, resolve
+from openrft.rl.health_checks import (
     RunFacts,
-    TrainingMonitor,
     check_entropy_collapse,
     check_grader_dominance,
     check_grader_errors,
@@ -23,6 +21,9 @@ from openrft.rl.monitor import (
     check_truncation,
     noise_band,
 )
+from openrft.rl.health_metrics import health_metrics, signal_shares
+from openrft.rl.monitor import TrainingMonitor, run_facts
+from openrft.rl.monitor_settings import MonitorSettings
 
 S = MonitorSettings()  # patience 3 and the documented defaults
 # 200 validation samples: the noise band sqrt(2) / sqrt(200) = 0.1 equals overfit_delta
@@ -310,8 +311,8 @@ def test_monitor_settings_live_under_expert_and_preflight_auto_is_resolved():
     config = config_from_dict({**base, "expert": {"monitor": {"patience": 5,
                                                               "on_no_signal": "pause"}}})
     cfg = resolve(config, 100)
-    assert cfg.monitor["patience"] == 5 and cfg.monitor["on_no_signal"] == "pause"
-    assert cfg.monitor["no_signal_share"] == 0.9  # the other defaults kept
+    assert cfg.monitor.patience == 5 and cfg.monitor.on_no_signal == "pause"
+    assert cfg.monitor.no_signal_share == 0.9  # the other defaults kept
     # 100 rows, batch 8: 13 steps x 2 epochs (auto: >= 20 steps) = 26 steps, 208 prompts
     # sampled < 10 x 32 preflight rows: off. 4 epochs: 52 x 8 = 416 >= 320: on.
     assert cfg.total_steps == 26 and cfg.preflight is False
@@ -328,8 +329,6 @@ def test_monitor_settings_live_under_expert_and_preflight_auto_is_resolved():
 
 
 def test_run_facts_take_the_reward_scale_from_the_grader_or_the_settings():
-    from openrft.rl.monitor import run_facts
-
     judge = {"type": "score_model", "name": "judge", "model": "judge-model", "range": [1, 7],
              "input": [{"role": "user", "content": "Answer: {{ sample.output_text }}"}]}
     base = {"model": "m", "training_file": "t.jsonl", "grader": judge,

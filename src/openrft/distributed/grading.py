@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from openrft.distributed.cluster import require_ray, wait
+from openrft.distributed.settings import RaySettings
 from openrft.distributed.shards import shard_bounds
 from openrft.graders.base import GradeResult, grade_batch
-from openrft.rl.config import RaySettings
 
 
 def grade_chunk(grader: dict[str, Any], samples: Sequence[dict[str, Any]],

@@ -28,8 +28,8 @@ from openrft.distributed.cluster import (
     require_ray,
     wait,
 )
+from openrft.distributed.settings import RaySettings
 from openrft.distributed.shards import shard_bounds, shard_seed
-from openrft.rl.config import RaySettings
 from openrft.rollout.engine import GenerationParams, Messages, Sample
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,9 @@ Pure tensor functions, no model and no I/O. Rewards arrive prompt-major: the
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-RewardScaling = Literal["group", "batch", "none"]
+from openrft.rl.knobs import RewardScaling
 
 
 def group_advantages(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openrft.graders.base import RewardFn, make_reward_fn
-from openrft.rl.config import RaySettings, ResolvedConfig
+from openrft.rl.config import ResolvedConfig
 from openrft.rl.policy_setup import make_rollout_engine
 from openrft.rl.step import Policy
 from openrft.rollout.engine import RolloutEngine
@@ -37,7 +37,7 @@ def _open_ray(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> Backend:
     from openrft.distributed.grading import RayGrading
     from openrft.distributed.rollout import RayRolloutEngine
 
-    settings = RaySettings.model_validate(cfg.ray)
+    settings = cfg.ray
     started = connect(settings.address)
     try:
         engine = RayRolloutEngine(model, tokenizer, settings, cfg.engine)

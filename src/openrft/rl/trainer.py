@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +29,9 @@ from openrft.rl.checkpoint import (
     save_checkpoint,
     save_model_dir,
 )
-from openrft.rl.config import MonitorSettings, ResolvedConfig, RFTConfig, load_config, resolve
-from openrft.rl.monitor import Action, TrainingMonitor, run_facts
+from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
+from openrft.rl.monitor import TrainingMonitor, run_facts
+from openrft.rl.monitor_settings import MonitorAction
 from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
@@ -70,14 +71,14 @@ def train(
     config = config if isinstance(config, RFTConfig) else load_config(config)
     data = _load_data(config)
     cfg = resolve(config, len(data.train), len(data.valid) if data.valid else 0)
-    cfg = replace(cfg, model=_local_or_hub(cfg.model))
+    cfg = cfg.model_copy(update={"model": _local_or_hub(cfg.model)})
     output_dir = Path(cfg.output_dir)
     checkpoint = _checkpoint_to_resume(output_dir, resume)
     run_dir = RunDirReporter(output_dir)
     changed: list[str] = []
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        cfg = replace(cfg, seed=state["seed"])  # an auto seed must survive the restart
+        cfg = cfg.model_copy(update={"seed": state["seed"]})  # an auto seed survives resume
         changed = _changed_since_start(output_dir, cfg)
     run_dir.truncate_after(0 if checkpoint is None else state["step"])
     reporters = MultiReporter([run_dir, *([reporter] if reporter is not None else [])])
@@ -138,7 +139,7 @@ class _TrainingLoop:
         self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
         self.checkpoints = output_dir / "checkpoints"
         self.last_saved = -1
-        self.monitor = TrainingMonitor(MonitorSettings(**ctx.cfg.monitor), run_facts(ctx.cfg))
+        self.monitor = TrainingMonitor(ctx.cfg.monitor, run_facts(ctx.cfg))
 
     def run(self, start_step: int) -> TrainResult:
         cfg, step = self.cfg, start_step
@@ -199,9 +200,9 @@ class _TrainingLoop:
         self.last_saved = step
         self.reporters.on_checkpoint(step, str(path), metrics)
 
-    def _watch(self, metrics: dict[str, Any]) -> Action | None:
+    def _watch(self, metrics: dict[str, Any]) -> MonitorAction | None:
         """Report the monitor's new findings as events; the strongest action they ask for."""
-        actions: list[Action] = []
+        actions: list[MonitorAction] = []
         for finding in self.monitor.observe(metrics):
             self.reporters.on_event(finding.severity, finding.message,
                                     {"finding": finding.to_dict()})

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from openrft.rollout.reasoning import ReasoningEffort
 from openrft.strict_model import StrictModel
 
 T = TypeVar("T")
@@ -58,7 +59,7 @@ class ReinforcementHyperparameters(StrictModel):
     batch_size: AutoInt | None = Field(default=None, description="1-256")
     learning_rate_multiplier: AutoFloat | None = None
     n_epochs: AutoInt | None = None
-    reasoning_effort: Literal["default", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     compute_multiplier: AutoFloat | None = None
     eval_interval: AutoInt | None = None
     eval_samples: AutoInt | None = None

@@ -1,0 +1,32 @@
+"""`expert.ray`: where a `backend: ray` run spreads its work. Plain settings, importable
+without ray (rl/config.py holds them for every run)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from openrft.strict_model import StrictModel
+
+
+class RaySettings(StrictModel):
+    """Where and how a `backend: ray` run spreads its rollouts and grading (docs/scaling.md)."""
+
+    address: str | None = None
+    """Ray cluster to join ("HOST:6379" or "auto"). None: the RAY_ADDRESS environment
+    variable, else a Ray instance started for this run on this machine."""
+    rollout_workers: int = Field(default=1, ge=1)
+    """Rollout actors, each holding a copy of the policy; a batch's prompts are split
+    between them. 1 samples exactly what the local backend samples."""
+    cpus_per_rollout_worker: float = Field(default=1.0, gt=0)
+    """CPUs each rollout actor reserves (also its torch thread count)."""
+    gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
+    """GPUs each rollout actor reserves (> 0: the actor moves its copy to CUDA)."""
+    grading_tasks: int = Field(default=2, ge=1)
+    """Ray tasks one batch's grading is split into (sandboxes and model-grader calls
+    spread over the cluster's nodes)."""
+    cpus_per_grading_task: float = Field(default=0.5, gt=0)
+    """CPUs each grading task reserves."""
+    max_rollout_retries: int = Field(default=2, ge=0)
+    """Times a rollout shard whose actor died is retried on a replacement actor."""
+    placement_timeout_s: float = Field(default=300.0, gt=0)
+    """How long to wait for the cluster to have room for every rollout worker."""
