@@ -132,7 +132,7 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int, keep_newest: bool = True
 def checkpoint_score(path: Path) -> float | None:
     """The `valid_reward_mean` measured at a checkpoint's step, if validation ran then."""
     try:
-        value = json.loads((path / STATE_JSON).read_text()).get("valid_reward_mean")
+        value = read_state(path).get("valid_reward_mean")
     except (OSError, ValueError):
         return None
     return float(value) if isinstance(value, int | float) else None
