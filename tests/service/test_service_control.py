@@ -90,6 +90,35 @@ def test_supervised_job_trains_and_serves(live, worker, tiny_model_dir) -> None:
     assert isinstance(reply.choices[0].message.content, str)
 
 
+def test_paused_supervised_job_resumes_from_its_checkpoint(live, worker,
+                                                          tiny_model_dir) -> None:
+    client = live.client(live.key("alpha"))
+    rows = [{"messages": [{"role": "user", "content": f"{a}+{a}="},
+                          {"role": "assistant", "content": str(2 * a)}]} for a in range(1, 5)]
+    content = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    file_id = client.files.create(file=("sft.jsonl", io.BytesIO(content)),
+                                  purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(  # 4 rows / batch 2 * 30 epochs = 60 steps
+        model=str(tiny_model_dir), training_file=file_id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 30, "batch_size": 2}}})
+    wait_for_step(client, job.id)
+    client.fine_tuning.jobs.pause(job.id)
+    paused = wait_for(client, job.id, statuses=("paused", "succeeded", "failed"))
+    assert paused.status == "paused", paused.error
+    at_pause = max(metric_steps(client, job.id))
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert max(c.step_number for c in checkpoints) == at_pause < 60
+
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    done = wait_for(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert metric_steps(client, job.id) == list(range(1, 61))  # nothing redone, nothing lost
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=500)]
+    assert any(m.startswith("Resumed from ") and m.endswith(f"at step {at_pause}")
+               for m in messages)
+
+
 def test_ft_model_is_a_base_for_the_next_job(live, worker, tiny_model_dir) -> None:
     client = live.client(live.key("alpha"))
     train_id = upload(client, TRAIN, "t.jsonl")

@@ -103,8 +103,9 @@ def test_upload_failure_leaves_store_untouched(live) -> None:
 
 def test_resume_step_follows_the_checkpoint_on_disk_not_the_store_row(tmp_path) -> None:
     """A worker killed between writing checkpoint step-2 and recording it in the store
-    leaves the store one checkpoint behind; the trainer resumes from step 2 on disk, so
-    only metrics events after step 2 may be forgotten (step 2's event was lost before)."""
+    leaves the store one checkpoint behind; the trainer (RFT or supervised: the same
+    checkpoints) resumes from step 2 on disk, so only metrics events after step 2 may be
+    forgotten (step 2's event was lost before)."""
     from types import SimpleNamespace
 
     from openrft.service.worker import _resume_step
@@ -112,9 +113,10 @@ def test_resume_step_follows_the_checkpoint_on_disk_not_the_store_row(tmp_path) 
     run = tmp_path / "run"
     (run / "checkpoints" / "step-1").mkdir(parents=True)
     (run / "checkpoints" / "step-2").mkdir()
-    (run / "checkpoints" / "step-3.tmp").mkdir()  # incomplete: never resumed from
-    job = SimpleNamespace(method={"type": "reinforcement"}, output_dir=str(run), id="ftjob-x")
-    assert _resume_step(None, job) == 2
-    fresh = SimpleNamespace(method={"type": "reinforcement"}, output_dir=str(tmp_path / "none"),
+    (run / "checkpoints" / ".tmp-step-3").mkdir()  # incomplete: never resumed from
+    for kind in ("reinforcement", "supervised"):
+        job = SimpleNamespace(method={"type": kind}, output_dir=str(run), id="ftjob-x")
+        assert _resume_step(job) == 2
+    fresh = SimpleNamespace(method={"type": "supervised"}, output_dir=str(tmp_path / "none"),
                             id="ftjob-y")
-    assert _resume_step(None, fresh) == 0
+    assert _resume_step(fresh) == 0

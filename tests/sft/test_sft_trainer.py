@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 
+from openrft.checkpoint import latest_checkpoint, read_state
 from openrft.errors import InvalidInput
 from openrft.models.load import LoraSettings, load_model
-from openrft.sft import latest_checkpoint, train_supervised
+from openrft.sft import train_supervised
 
 FACTS = [("alpha", "seven"), ("beta", "three"), ("gamma", "nine"), ("delta", "two")]
 ROWS = [
@@ -179,44 +180,110 @@ def test_bad_rows_name_file_and_line(tiny_model_dir: Path, tmp_path: Path) -> No
         train_supervised(tiny_model_dir, ROWS, tmp_path / "x", batch_size=0, progress=False)
 
 
-def test_pause_then_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path):
+def _weights(model_dir: Path, name: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    return load_file(model_dir / name)
+
+
+def _curve(steps: list[dict[str, Any]]) -> list[tuple]:
+    """The step records without wall-clock fields."""
+    return [(m["step"], m["epoch"], m["train_loss"], m["learning_rate"], m["tokens"])
+            for m in steps]
+
+
+def test_pause_then_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path):
     settings = dict(epochs=4, batch_size=2, learning_rate=3e-3, seed=1, progress=False)
-    straight = train_supervised(tiny_model_dir, ROWS, tmp_path / "straight", **settings)
+    straight_reporter = RecordingReporter()
+    straight = train_supervised(tiny_model_dir, ROWS, tmp_path / "straight",
+                                reporter=straight_reporter, **settings)
 
     paused = RecordingReporter(stop_after=3, request="pause")  # pauses in epoch 2 of 4
     checkpoint = train_supervised(
         tiny_model_dir, ROWS, tmp_path / "resumed", reporter=paused, **settings
     )
-    assert latest_checkpoint(tmp_path / "resumed") == checkpoint
-    assert latest_checkpoint(tmp_path / "straight") is None
+    assert checkpoint == tmp_path / "resumed" / "checkpoints" / "step-3"
+    assert latest_checkpoint(tmp_path / "resumed" / "checkpoints") == checkpoint
+    assert latest_checkpoint(tmp_path / "straight" / "checkpoints") is None
     resumed_reporter = RecordingReporter()
-    final = train_supervised(
-        tiny_model_dir, ROWS, tmp_path / "resumed", reporter=resumed_reporter,
-        resume_from=checkpoint, progress=False,
-    )
-    assert [m["step"] for m in resumed_reporter.steps] == [4, 5, 6, 7, 8]
-    expected = load_file(straight / "model.safetensors")
-    got = load_file(final / "model.safetensors")
+    final = train_supervised(tiny_model_dir, ROWS, tmp_path / "resumed",
+                             reporter=resumed_reporter, resume=True, **settings)
+    assert ("event", f"Resumed from {checkpoint} at step 3") in resumed_reporter.calls
+    assert _curve(paused.steps + resumed_reporter.steps) == _curve(straight_reporter.steps)
+    expected = _weights(straight, "model.safetensors")
+    got = _weights(final, "model.safetensors")
     assert expected.keys() == got.keys()
     for name, tensor in expected.items():
-        assert torch.allclose(got[name], tensor, atol=1e-6), name
+        assert torch.equal(got[name], tensor), name
     record = json.loads((final / "openrft_sft.json").read_text())
     assert record["base_model"] == str(tiny_model_dir) and record["steps"] == 8
+    assert record["tokens"] == straight_reporter.steps[-1]["tokens"]
 
 
-def test_resume_from_a_directory_that_is_no_checkpoint(tiny_model_dir: Path, tmp_path: Path):
-    with pytest.raises(InvalidInput, match="not an SFT checkpoint"):
-        train_supervised(tiny_model_dir, ROWS, tmp_path / "x", resume_from=tiny_model_dir)
+class Killed(Exception):
+    pass
 
 
-def test_latest_checkpoint_orders_steps_numerically(tmp_path: Path) -> None:
-    for name in ("step-2", "step-10", "step-9", "step-11"):
-        (tmp_path / "checkpoints" / name).mkdir(parents=True)
-    for name in ("step-2", "step-10", "step-9"):  # step-11 lacks its trainer state
-        (tmp_path / "checkpoints" / name / "sft_trainer_state.pt").write_bytes(b"")
-    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"
+class KillingReporter(RecordingReporter):
+    """Dies (like a SIGKILL, no pause) right after reporting step `at`."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        super().on_step(metrics)
+        if metrics["step"] == self.at:
+            raise Killed
+
+
+def test_a_killed_lora_run_resumes_from_its_last_checkpoint_exactly(tiny_model_dir: Path,
+                                                                   tmp_path: Path):
+    """LoRA with dropout: the resumed run matches only if the adapter init is seeded and the
+    checkpoint restores the torch RNG as well as weights, optimizer and schedule."""
+    settings = dict(epochs=4, batch_size=2, learning_rate=1e-2, seed=3, save_every=2,
+                    keep_checkpoints=2, lora=LoraSettings(rank=4, alpha=8, dropout=0.3),
+                    lr_schedule="cosine", warmup_ratio=0.25, progress=False)
+    straight_reporter = RecordingReporter()
+    straight = train_supervised(tiny_model_dir, ROWS, tmp_path / "straight",
+                                reporter=straight_reporter, **settings)
+
+    killed = KillingReporter(at=7)  # after the checkpoint of step 6, before step 8's
+    with pytest.raises(Killed):
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "run", reporter=killed, **settings)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-4", "step-6"]  # keep 2
+    assert read_state(checkpoints / "step-6")["step"] == 6
+    assert load_model(checkpoints / "step-6").is_adapter  # a checkpoint is a model dir too
+    with pytest.raises(InvalidInput, match="already holds a run"):  # resume, not restart
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "run", **settings)
+
+    resumed = RecordingReporter()
+    final = train_supervised(tiny_model_dir, ROWS, tmp_path / "run", reporter=resumed,
+                             resume=True, **settings)
+    assert [m["step"] for m in resumed.steps] == [7, 8]  # step 7 is trained again
+    assert _curve(killed.steps[:6] + resumed.steps) == _curve(straight_reporter.steps)
+    expected = _weights(straight, "adapter_model.safetensors")
+    got = _weights(final, "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(got[name], tensor), name
+
+
+def test_resume_refuses_settings_the_checkpoint_depends_on(tiny_model_dir: Path,
+                                                           tmp_path: Path):
+    settings = dict(epochs=3, batch_size=2, seed=1, progress=False)
+    train_supervised(tiny_model_dir, ROWS, tmp_path / "r",
+                     reporter=RecordingReporter(stop_after=1), **settings)
+    with pytest.raises(InvalidInput, match=r"step-1: batch_size"):
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "r", resume=True,
+                         **{**settings, "batch_size": 4})
+    with pytest.raises(InvalidInput, match=r"step-1: lora"):
+        train_supervised(tiny_model_dir, ROWS, tmp_path / "r", resume=True,
+                         lora=LoraSettings(rank=4), **settings)
+    # resume=True with nothing to resume from starts fresh, as the RL trainer does
+    out = train_supervised(tiny_model_dir, ROWS, tmp_path / "fresh", resume=True, **settings)
+    assert json.loads((out / "openrft_sft.json").read_text())["steps"] == 6
 
 
 def test_rows_truncated_to_no_answer_are_reported(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from openrft.distributed.settings import RaySettings
+from openrft.lr_schedule import Schedule
 from openrft.rl.monitor_settings import MonitorSettings
 from openrft.rollout.reasoning import ReasoningEffort
 from openrft.strict_model import StrictModel
@@ -82,7 +83,7 @@ class GivenExpertSettings(StrictModel):
     grad_accum_steps: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step: the batch_size * group_size sequences are split in
     this many forward/backward passes to bound memory; the loss is identical."""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_schedule: Schedule = "constant"
     """Learning-rate decay after warmup (linear/cosine decay to 0 at the last step)."""
     warmup_ratio: float = Field(default=0.0, ge=0, le=1)
     """Fraction of total steps with linear warmup from 0."""

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import get_scheduler, set_seed
+from transformers import set_seed
 
-from openrft.rl.checkpoint import load_trainer_state
+from openrft.checkpoint import restore_checkpoint, weights_source
+from openrft.lr_schedule import lr_scheduler
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.precision import plan_precision
 from openrft.rl.step import PlainPath, Policy, TrainingPath
@@ -18,8 +19,6 @@ from openrft.rollout.engine import CausalLM, GenerationParams, RolloutEngine
 
 logger = logging.getLogger(__name__)
 
-# Our schedule names -> transformers.get_scheduler names (warmup is built into each).
-_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 _DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -33,9 +32,7 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     lora = None
     if cfg.finetune == "lora":
         lora = LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    # Full fine-tuning resumes from the checkpoint's full weights; LoRA from the base model
-    # plus the checkpoint's adapter (loaded below).
-    source = str(checkpoint) if checkpoint is not None and lora is None else cfg.model
+    source = weights_source(cfg.model, checkpoint, new_adapter=lora is not None)
     low = resolve_dtype(_DTYPES[cfg.precision], resolve_device("auto"))
     plan = plan_precision(low, cfg.finetune)
     loaded = load_model(source, dtype=plan.policy_weights, trainable=True, lora=lora)
@@ -51,32 +48,16 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                   fused=_fused_adamw_supported(trainable))
     updates = cfg.total_steps * cfg.num_iterations
-    scheduler = get_scheduler(
-        _SCHEDULES[cfg.lr_schedule],
-        optimizer,
-        num_warmup_steps=round(cfg.warmup_ratio * updates),
-        num_training_steps=updates,
-    )
+    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_ratio, updates)
     policy = Policy(
         model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast,
         make_training_path(cfg, model, plan.autocast),
     )
     start_step = 0
     if checkpoint is not None:
-        if lora is not None:
-            _load_adapter_weights(model, checkpoint)
-        start_step = int(load_trainer_state(checkpoint, optimizer, scheduler)["step"])
+        start_step = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"])
     model.eval()
     return policy, loaded.tokenizer, start_step
-
-
-def _load_adapter_weights(model: CausalLM, checkpoint: Path) -> None:
-    from peft import load_peft_weights, set_peft_model_state_dict
-
-    result: Any = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
-    if result.unexpected_keys:  # torch's _IncompatibleKeys
-        raise RuntimeError(f"checkpoint {checkpoint} does not match the adapter: "
-                           f"{result.unexpected_keys[:3]}")
 
 
 def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:

@@ -10,7 +10,6 @@ receives the same hooks and can pause or cancel between steps.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,16 +18,18 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from openrft.checkpoint import (
+    CHECKPOINTS,
+    checkpoint_to_resume,
+    prune_checkpoints,
+    read_state,
+    save_checkpoint,
+    save_model_dir,
+)
 from openrft.data.dataset import Dataset, load_dataset
 from openrft.errors import InvalidInput, TrainingHealthError
 from openrft.graders.base import make_reward_fn
 from openrft.rl.backend import open_backend
-from openrft.rl.checkpoint import (
-    latest_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-    save_model_dir,
-)
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.monitor import TrainingMonitor, run_facts
 from openrft.rl.monitor_settings import MonitorAction
@@ -77,7 +78,7 @@ def train(
     run_dir = RunDirReporter(output_dir)
     changed: list[str] = []
     if checkpoint is not None:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        state = read_state(checkpoint)
         cfg = cfg.model_copy(update={"seed": state["seed"]})  # an auto seed survives resume
         changed = _changed_since_start(output_dir, cfg)
     run_dir.truncate_after(0 if checkpoint is None else state["step"])
@@ -137,7 +138,7 @@ class _TrainingLoop:
     ) -> None:
         self.ctx, self.cfg, self.data = ctx, ctx.cfg, data
         self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
-        self.checkpoints = output_dir / "checkpoints"
+        self.checkpoints = output_dir / CHECKPOINTS
         self.last_saved = -1
         self.monitor = TrainingMonitor(ctx.cfg.monitor, run_facts(ctx.cfg))
 
@@ -318,13 +319,6 @@ def _changed_since_start(output_dir: Path, cfg: ResolvedConfig) -> list[str]:
 
 
 def _checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
-    checkpoint = latest_checkpoint(output_dir / "checkpoints")
-    if resume:
-        return checkpoint
     metrics = output_dir / METRICS
-    if checkpoint is not None or (metrics.exists() and read_jsonl_rows(metrics)):
-        raise InvalidInput(
-            str(output_dir),
-            "already holds a run; resume it (--resume) or choose another output_dir",
-        )
-    return None
+    started = metrics.exists() and bool(read_jsonl_rows(metrics))
+    return checkpoint_to_resume(output_dir, resume, started)

@@ -167,7 +167,7 @@ class StoreReporter:
 
     def on_end(self, result: dict[str, Any]) -> None:
         """The worker records the outcome; here only the checkpoints the trainer's final
-        pruning removed are forgotten (it keeps the best few, see rl/checkpoint.py)."""
+        pruning removed are forgotten (it keeps the best few, see openrft/checkpoint.py)."""
         with self.db.session() as session:
             job_queries.drop_pruned_checkpoints(session, self.job_id)
 

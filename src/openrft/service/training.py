@@ -2,7 +2,7 @@
 
 Reinforcement jobs go to `openrft.rl.trainer.train`, supervised ones to
 `openrft.sft.train_supervised`; both write checkpoints under the job's run directory
-and report through the same StoreReporter. RFT always runs with `resume=True`, so a
+and report through the same StoreReporter. Both always run with `resume=True`, so a
 re-claimed or resumed job continues from its last checkpoint (or starts fresh).
 """
 
@@ -61,7 +61,8 @@ def prepare_base_model(job: Job, reporter: StoreReporter) -> None:
 
 
 def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter) -> Any:
-    """SFT has no mid-run resume: a resumed supervised job starts again from the base model."""
+    """A supervised job; like RFT, a re-claimed or resumed one continues from its last
+    checkpoint."""
     from openrft.data.jsonl import read_jsonl
     from openrft.models.load import LoraSettings
     from openrft.sft import train_supervised
@@ -84,6 +85,7 @@ def _train_supervised(job: Job, settings: ServiceSettings, reporter: Reporter) -
         seed=job.seed,
         reporter=reporter,
         progress=False,
+        resume=True,
     )
 
 

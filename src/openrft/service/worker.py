@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from openrft.errors import InvalidInput, NotFound, OpenRFTError
 from openrft.service.errors import library_error_fields
@@ -73,7 +72,7 @@ class Worker:
             if job is None:
                 return False
             project = session.get(Project, job.project_id)
-            resume_step = _resume_step(session, job)
+            resume_step = _resume_step(job)
             resumed = job.attempts > 1 or resume_step > 0
             if resumed:
                 job_queries.forget_steps_after(session, job.id, resume_step)
@@ -173,13 +172,11 @@ class Worker:
                                       level="error")
 
 
-def _resume_step(session: Session, job: Job) -> int:
-    """The step a resumed job continues after. An RFT run continues from its latest
-    complete checkpoint on disk, which can be one step past the store's checkpoint rows
-    when a worker died between writing the checkpoint and recording it."""
-    if job.method["type"] == "reinforcement":
-        from openrft.rl.checkpoint import latest_checkpoint
+def _resume_step(job: Job) -> int:
+    """The step a resumed job continues after: its latest complete checkpoint on disk (RFT
+    and supervised alike), which can be one step past the store's checkpoint rows when a
+    worker died between writing the checkpoint and recording it."""
+    from openrft.checkpoint import CHECKPOINTS, latest_checkpoint
 
-        checkpoint = latest_checkpoint(Path(job.output_dir) / "checkpoints")
-        return int(checkpoint.name.removeprefix("step-")) if checkpoint else 0
-    return job_queries.latest_checkpoint_step(session, job.id)
+    checkpoint = latest_checkpoint(Path(job.output_dir) / CHECKPOINTS)
+    return int(checkpoint.name.removeprefix("step-")) if checkpoint else 0

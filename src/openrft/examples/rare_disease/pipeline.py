@@ -278,9 +278,7 @@ def select_checkpoint(checkpoints: Path, valid_file: Path, out: Path) -> Path:
     """Early stopping on the validation split: greedy mean reward of every kept
     checkpoint (ties: the earlier step, the smaller change); the winner's model files are
     copied to `out` (no optimizer state) and every score goes to `selection.json`."""
-    import shutil
-
-    from openrft.rl.checkpoint import checkpoint_steps
+    from openrft.checkpoint import checkpoint_steps, export_model
 
     scored = []
     for step in checkpoint_steps(checkpoints):
@@ -289,9 +287,7 @@ def select_checkpoint(checkpoints: Path, valid_file: Path, out: Path) -> Path:
     if not scored:
         raise RuntimeError(f"no checkpoints to select from in {checkpoints}")
     best = max(scored, key=lambda r: (r["valid_reward"], -r["step"]))
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(checkpoints / f"step-{best['step']}", out,
-                    ignore=shutil.ignore_patterns("trainer_state.*"))
+    export_model(checkpoints / f"step-{best['step']}", out)
     (out.parent / "selection.json").write_text(
         json.dumps({"selected_step": best["step"], "checkpoints": scored}, indent=1) + "\n"
     )

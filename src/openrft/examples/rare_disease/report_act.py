@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -222,7 +221,7 @@ def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettin
 def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) -> Path:
     """Early stopping on validation: best mean reward (ties: earlier step); copied to
     `run/selected`, every score in `run/selection.json`."""
-    from openrft.rl.checkpoint import checkpoint_steps
+    from openrft.checkpoint import checkpoint_steps, export_model
 
     scored = []
     for step in checkpoint_steps(run / "checkpoints"):
@@ -233,10 +232,7 @@ def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) 
     if not scored:
         raise RuntimeError(f"no checkpoints to select from in {run}")
     best = max(scored, key=lambda r: (r["valid_reward"], -r["step"]))
-    selected = run / "selected"
-    shutil.rmtree(selected, ignore_errors=True)
-    shutil.copytree(run / "checkpoints" / f"step-{best['step']}", selected,
-                    ignore=shutil.ignore_patterns("trainer_state.*"))
+    selected = export_model(run / "checkpoints" / f"step-{best['step']}", run / "selected")
     (run / "selection.json").write_text(
         json.dumps({"selected_step": best["step"], "checkpoints": scored}, indent=1) + "\n")
     return selected

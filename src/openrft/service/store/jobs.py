@@ -112,12 +112,6 @@ def forget_steps_after(session: Session, job_id: str, step: int) -> None:
     session.flush()
 
 
-def latest_checkpoint_step(session: Session, job_id: str) -> int:
-    steps = session.scalars(
-        select(JobCheckpoint.step_number).where(JobCheckpoint.job_id == job_id))
-    return max(steps, default=0)
-
-
 def list_checkpoints(session: Session, job_id: str, after: str | None, limit: int) -> Page:
     query = select(JobCheckpoint).where(JobCheckpoint.job_id == job_id)
     return paginate(session, query, JobCheckpoint.id, after, limit)

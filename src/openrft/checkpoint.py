@@ -1,10 +1,16 @@
-"""Checkpoints that a killed run can always resume from.
+"""Checkpoints of every trainer (RL and SFT): one format, one resume path, atomic writes.
 
-`checkpoints/step-N/` holds the model (a peft adapter or a full HF model, plus the
-tokenizer, loadable by `load_model`) and `trainer_state.json` + `trainer_state.safetensors`
-(optimizer and LR-scheduler state, RNG states, step). A checkpoint is written into a
-temporary sibling directory and renamed into place, so `step-N/` either exists complete
-or not at all, whenever the process dies.
+`<output_dir>/checkpoints/step-N/` holds the model (a peft adapter or a full HF model,
+plus the tokenizer, loadable by `load_model` and `openrft eval`) and
+`trainer_state.json` + `trainer_state.safetensors` (step, the trainer's own JSON state,
+optimizer and LR-scheduler state, RNG states). A checkpoint is written into a temporary
+sibling directory and renamed into place, so `step-N/` either exists complete or not at
+all, whenever the process dies; `latest_checkpoint` never sees a half-written one.
+
+A run resumes in three moves, the same for both trainers: `checkpoint_to_resume` finds
+the checkpoint, the model is loaded from `weights_source(...)` and the optimizer and
+schedule are built exactly as for a fresh run, then `restore_checkpoint` puts back the
+adapter weights, optimizer, schedule and RNG states and returns the trainer's state.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from openrft.errors import InvalidInput
 from openrft.rollout.engine import CausalLM
 
+CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds them
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -48,26 +56,34 @@ def save_checkpoint(
 ) -> Path:
     """Write `checkpoints_dir/step-<step>/` atomically and return its path.
 
-    `state` holds plain JSON values the trainer wants back (seed, epoch, ...) and the
-    step's `valid_reward_mean`, which `prune_checkpoints` ranks by.
+    `state` holds plain JSON values the trainer wants back (seed, epoch, settings, ...);
+    a `valid_reward_mean` in it is what `prune_checkpoints` ranks by. A write that fails
+    or is killed midway leaves only a `.tmp-step-N` folder, which nothing reads and the
+    next write removes.
     """
     path = checkpoints_dir / f"step-{step}"
     tmp = checkpoints_dir / f".tmp-step-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _save_pretrained(model, tmp)
-    tokenizer.save_pretrained(tmp)
-    tensors, meta = _optimizer_to_flat(optimizer.state_dict())
-    rng_tensors, rng_meta = _capture_rng()
-    tensors.update(rng_tensors)
-    save_file(tensors, str(tmp / STATE_TENSORS))
-    document = {
-        **state,
-        "step": step,
-        "optimizer": meta,
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_meta,
-    }
-    (tmp / STATE_JSON).write_text(json.dumps(document, indent=1))
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in checkpoints_dir.glob(".tmp-step-*"):  # one writer per run directory
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        _save_pretrained(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        tensors, meta = _optimizer_to_flat(optimizer.state_dict())
+        rng_tensors, rng_meta = _capture_rng()
+        tensors.update(rng_tensors)
+        save_file(tensors, str(tmp / STATE_TENSORS))
+        document = {
+            **state,
+            "step": step,
+            "optimizer": meta,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_meta,
+        }
+        (tmp / STATE_JSON).write_text(json.dumps(document, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _replace_dir(tmp, path)
     return path
 
@@ -76,6 +92,22 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The complete checkpoint with the highest step, or None (tmp dirs are ignored)."""
     steps = checkpoint_steps(checkpoints_dir)
     return checkpoints_dir / f"step-{steps[-1]}" if steps else None
+
+
+def checkpoint_to_resume(output_dir: Path, resume: bool, started: bool = False) -> Path | None:
+    """The checkpoint a run in `output_dir` continues from: with `resume` the latest one
+    (None: start fresh). Without `resume`, InvalidInput when `output_dir` already holds a
+    run (a checkpoint, or `started`): a fresh run would mix its checkpoints with those."""
+    checkpoint = latest_checkpoint(output_dir / CHECKPOINTS)
+    if resume:
+        return checkpoint
+    if checkpoint is not None or started:
+        raise InvalidInput(
+            str(output_dir),
+            "already holds a run; resume it (--resume, resume=True) or choose another "
+            "output_dir",
+        )
+    return None
 
 
 def prune_checkpoints(checkpoints_dir: Path, keep: int, keep_newest: bool = True) -> None:
@@ -100,25 +132,49 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int, keep_newest: bool = True
 def checkpoint_score(path: Path) -> float | None:
     """The `valid_reward_mean` measured at a checkpoint's step, if validation ran then."""
     try:
-        value = json.loads((path / STATE_JSON).read_text()).get("valid_reward_mean")
+        value = read_state(path).get("valid_reward_mean")
     except (OSError, ValueError):
         return None
     return float(value) if isinstance(value, int | float) else None
 
 
-def load_trainer_state(
-    path: Path, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG states from a checkpoint; return its JSON state.
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer state as saved (step and the trainer's own values), without
+    loading any tensor."""
+    return json.loads((path / STATE_JSON).read_text())
 
-    The model weights are restored by the caller (adapter or full model differ).
-    """
-    document = json.loads((path / STATE_JSON).read_text())
+
+def weights_source(base: str, checkpoint: Path | None, new_adapter: bool) -> str:
+    """What a (resumed) run loads its model from. A run that wraps the base model in a new
+    LoRA adapter loads the base model, and `restore_checkpoint` then sets the adapter's
+    weights; any other run loads the checkpoint's own weights."""
+    return str(checkpoint) if checkpoint is not None and not new_adapter else base
+
+
+def restore_checkpoint(
+    path: Path, model: CausalLM, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Resume from `path` into a model loaded from `weights_source(...)` and an optimizer
+    and schedule built as for a fresh run: the adapter weights (a peft model), optimizer,
+    scheduler and RNG states. Returns the trainer state (`read_state`)."""
+    if not (path / STATE_JSON).is_file():
+        raise InvalidInput(str(path), f"not a checkpoint: no {STATE_JSON}")
+    if hasattr(model, "peft_config"):
+        _load_adapter_weights(model, path)
+    document = read_state(path)
     tensors = load_file(str(path / STATE_TENSORS))
     optimizer.load_state_dict(_optimizer_from_flat(tensors, document["optimizer"]))
     scheduler.load_state_dict(document["scheduler"])
     _restore_rng(tensors, document["rng"])
     return document
+
+
+def export_model(checkpoint: Path, out: Path) -> Path:
+    """Copy a checkpoint's model (weights, tokenizer) to `out`, replacing it, without the
+    trainer state: a model directory like a run's final one."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(checkpoint, out, ignore=shutil.ignore_patterns(STATE_JSON, STATE_TENSORS))
+    return out
 
 
 def checkpoint_steps(checkpoints_dir: Path) -> list[int]:
@@ -203,6 +259,15 @@ def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None
     np.random.set_state((kind, keys, pos, has_gauss, cached))
     version, python_state, gauss = meta["python"]
     random.setstate((version, tuple(python_state), gauss))
+
+
+def _load_adapter_weights(model: CausalLM, checkpoint: Path) -> None:
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    result: Any = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
+    if result.unexpected_keys:  # torch's _IncompatibleKeys
+        raise InvalidInput(str(checkpoint), "does not match the adapter being trained: "
+                                            f"{result.unexpected_keys[:3]}")
 
 
 def _save_pretrained(model: CausalLM, directory: Path) -> None:
