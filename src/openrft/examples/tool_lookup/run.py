@@ -86,7 +86,9 @@ def evaluate_model(model: Any, rows: list[dict[str, Any]], tool_url: str,
 
 
 def run(out: Path, settings: RunSettings) -> dict[str, Any]:
-    """The three-way comparison; writes data, models and results.json under `out`."""
+    """The three-way comparison; writes data, models and results.json under `out`.
+    Rerunning it on the same `out` with the same settings resumes after the last
+    finished stage."""
     import torch
 
     from openrft import RFTConfig, train, train_supervised
@@ -104,53 +106,66 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
     rft_file = write_jsonl(out / "rft.jsonl", [task_row(e) for e in rft_entries])
     test_rows = [task_row(e) for e in test_entries]
     write_jsonl(out / "test.jsonl", test_rows)
-    timings: dict[str, float] = {}
-    results: dict[str, Any] = {"settings": vars(settings), "n_eligible": len(entries)}
+    results = _resumable(out, settings, len(entries))
+    timings: dict[str, float] = results.setdefault("timings_s", {})
+
+    def stage(name: str, work: Any) -> Any:
+        start = time.perf_counter()
+        value = work()
+        timings[name] = time.perf_counter() - start
+        return value
+
     with GeneLookupServer(entries) as server:  # the lookup knows every eligible disease
-        start = time.perf_counter()
-        results["untuned"] = evaluate_model(settings.model, test_rows, server.url, settings)
-        timings["eval_untuned"] = time.perf_counter() - start
-        _save(out, results)  # partial results survive an interrupted run
-
-        start = time.perf_counter()
-        sft_dir = train_supervised(
-            settings.model, [demonstration_row(e, system) for e in sft_entries], out / "sft",
-            epochs=settings.sft_epochs, learning_rate=settings.sft_learning_rate,
-            batch_size=8, max_length=2048, lora=LoraSettings(), seed=settings.seed,
-            threads=settings.threads,
-            progress=False)
-        timings["sft"] = time.perf_counter() - start
-        start = time.perf_counter()
-        results["sft"] = evaluate_model(str(sft_dir), test_rows, server.url, settings)
-        timings["eval_sft"] = time.perf_counter() - start
-        _save(out, results)
-
-        start = time.perf_counter()
-        config = RFTConfig(
-            model=str(sft_dir), training_file=str(rft_file), grader=answer_grader(),
-            output_dir=str(out / "rft"), seed=settings.seed,
-            tools=[{"name": TOOL_NAME, "server_url": server.url}],
-            max_episode_steps=settings.max_episode_steps,
-            hyperparameters={"batch_size": settings.rft_batch_size, "n_epochs": 50},
-            expert={"group_size": settings.group_size, "max_tokens": settings.max_tokens,
-                    "base_learning_rate": settings.rft_learning_rate,
-                    "max_steps": settings.rft_steps, "preflight": False},
-        )
-        trained = train(config)
-        timings["rft"] = time.perf_counter() - start
-        start = time.perf_counter()
-        results["sft_rft"] = evaluate_model(trained.final_model_dir, test_rows, server.url,
-                                            settings)
-        timings["eval_sft_rft"] = time.perf_counter() - start
-        results["tool_calls_served"] = server.calls
+        if "untuned" not in results:
+            results["untuned"] = stage("eval_untuned", lambda: evaluate_model(
+                settings.model, test_rows, server.url, settings))
+            _save(out, results)  # partial results survive an interrupted run
+        sft_dir = out / "sft"
+        if not (sft_dir / "openrft_sft.json").exists():  # the final model is written last
+            sft_dir = stage("sft", lambda: train_supervised(
+                settings.model, [demonstration_row(e, system) for e in sft_entries],
+                out / "sft", epochs=settings.sft_epochs,
+                learning_rate=settings.sft_learning_rate, batch_size=8, max_length=2048,
+                lora=LoraSettings(), seed=settings.seed, threads=settings.threads,
+                resume=(out / "sft" / "checkpoints").is_dir(), progress=False))
+        if "sft" not in results:
+            results["sft"] = stage("eval_sft", lambda: evaluate_model(
+                str(sft_dir), test_rows, server.url, settings))
+            _save(out, results)
+        if "sft_rft" not in results:
+            config = RFTConfig(
+                model=str(sft_dir), training_file=str(rft_file), grader=answer_grader(),
+                output_dir=str(out / "rft"), seed=settings.seed,
+                tools=[{"name": TOOL_NAME, "server_url": server.url}],
+                max_episode_steps=settings.max_episode_steps,
+                hyperparameters={"batch_size": settings.rft_batch_size, "n_epochs": 50},
+                expert={"group_size": settings.group_size, "max_tokens": settings.max_tokens,
+                        "base_learning_rate": settings.rft_learning_rate,
+                        "max_steps": settings.rft_steps, "preflight": False},
+            )
+            resume = (out / "rft" / "checkpoints").is_dir()
+            trained = stage("rft", lambda: train(config, resume=resume))
+            results["sft_rft"] = stage("eval_sft_rft", lambda: evaluate_model(
+                trained.final_model_dir, test_rows, server.url, settings))
+            results["tool_calls_served"] = server.calls
     for metric in ("answer", "tool"):
         results[f"ci_{metric}"] = {
             f"{x}_minus_{y}": paired_bootstrap(results[x][metric], results[y][metric]).as_dict()
             for x, y in (("sft_rft", "sft"), ("sft_rft", "untuned"), ("sft", "untuned"))
         }
-    results["timings_s"] = timings
     _save(out, results)
     return results
+
+
+def _resumable(out: Path, settings: RunSettings, n_eligible: int) -> dict[str, Any]:
+    """The results of an interrupted run with the same settings (its finished stages are
+    kept, and the run resumes after them), else a fresh record."""
+    path = out / "results.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == vars(settings):
+            return saved
+    return {"settings": vars(settings), "n_eligible": n_eligible}
 
 
 def _save(out: Path, results: dict[str, Any]) -> None:
