@@ -232,6 +232,11 @@ class ExpertSettings(StrictModel):
     settings below; `pip install 'openrft[ray]'`). The update always runs here."""
     ray: RaySettings = Field(default_factory=RaySettings)
     """Ray cluster settings, used when backend is ray."""
+    max_staleness: int = Field(default=0, ge=0)
+    """Async mode (> 0): the rollouts of step t+1 are sampled while step t updates, by a
+    policy at most this many updates older than the one being updated; the clipped
+    ratio is taken against that sampling policy (rl/pipeline.py, docs/scaling.md).
+    0: synchronous, every batch sampled by the policy it updates."""
 
 
 class RFTConfig(StrictModel):
@@ -410,6 +415,7 @@ class ResolvedConfig:
     ray: dict[str, Any] = field(default_factory=dict)  # RaySettings fields
     tools: list[dict[str, Any]] | None = None  # tool servers (agentic); None: single-turn
     max_episode_steps: int = 1  # model turns per episode (10 by default with tools)
+    max_staleness: int = 0  # async mode's bound (rl/pipeline.py); 0: synchronous
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -503,6 +509,7 @@ def resolve(config: RFTConfig, n_train_rows: int, n_valid_rows: int = 0) -> Reso
         preflight_override=ex.preflight_override,
         backend=ex.backend,
         ray=ex.ray.model_dump(),
+        max_staleness=ex.max_staleness,
     )
 
 
