@@ -126,7 +126,7 @@ def test_the_clipped_ratio_is_taken_against_the_weights_that_sampled(make_config
                               GenerationParams(max_tokens=5, min_tokens=5, seed=3))
     w0 = trainable_weights(model)
     with torch.no_grad():  # W1: the adapters moved far enough that some ratios clip
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(7)) * 0.5)
     w1 = trainable_weights(model)
