@@ -141,15 +141,23 @@ class AsyncRollouts:
         self._thread.join()
         self.sampler.close()
 
+    def _claim(self, version: int) -> Weights | None:
+        """Wait until `version` is published and sampling is not paused, then mark the
+        thread busy; its weights, or None once the pipeline is closed."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._stopped or (
+                not self._paused and version in self._versions))
+            if self._stopped:
+                return None
+            self._busy = True
+            return self._versions[version]
+
     def _produce(self) -> None:
         for step in range(self.first + 1, self.last + 1):
             version = self.version_of(step)
-            with self._lock:
-                self._lock.wait_for(lambda v=version: self._stopped or (
-                    not self._paused and v in self._versions))
-                if self._stopped:
-                    return
-                weights, self._busy = self._versions[version], True
+            weights = self._claim(version)
+            if weights is None:
+                return
             try:
                 if self._loaded != version:
                     self.sampler.load(weights)
