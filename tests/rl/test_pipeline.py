@@ -52,13 +52,6 @@ def pipeline(engine: VersionEngine, max_staleness: int, last: int = 4) -> AsyncR
                          0, last, max_staleness, version(0))
 
 
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
 def test_each_batch_waits_for_and_is_sampled_by_its_version():
     engine = VersionEngine()
     rollouts = pipeline(engine, max_staleness=1)
