@@ -176,3 +176,27 @@ def test_killed_trainer_and_killed_head_lose_nothing(ray_cluster, ray_run, tiny_
     reference = adapter(ray_run)
     for name, tensor in adapter(run).items():
         assert torch.equal(tensor, reference[name]), name
+
+
+def test_async_mode_on_ray_matches_the_local_async_mode(ray_cluster, tiny_model_dir,
+                                                        toy_train_file, tmp_path):
+    """max_staleness 1 on the cluster: the actors sample step t+1's batch with the weights
+    they were last sent while the trainer updates step t, then take the new ones. The
+    versions, samples and updates are those of the local backend's async mode."""
+    on_ray, local = tmp_path / "ray", tmp_path / "local"
+    train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, on_ray, "ray",
+                                           ray_cluster.address, max_staleness=1)))
+    train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, local, "local",
+                                           max_staleness=1)))
+    ray_rows, local_rows = metrics(on_ray), metrics(local)
+    assert [(r["policy_version"], r["staleness"]) for r in ray_rows] == [(0, 0), (0, 1), (1, 1)]
+    for ray_row, local_row in zip(ray_rows, local_rows, strict=True):
+        for key in ("policy_version", "train_reward_mean", "completion_tokens_mean",
+                    "clip_fraction"):
+            assert ray_row[key] == local_row[key], key
+        assert ray_row["loss"] == pytest.approx(local_row["loss"], abs=1e-6)
+    assert [(s["output_text"], s["score"]) for s in samples(on_ray)] == \
+           [(s["output_text"], s["score"]) for s in samples(local)]
+    local_weights = adapter(local)
+    for name, tensor in adapter(on_ray).items():
+        assert torch.equal(tensor, local_weights[name]), name

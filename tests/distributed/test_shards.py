@@ -33,8 +33,8 @@ def test_one_shard_keeps_the_batch_seed_and_several_get_their_own():
 
 
 def test_trainable_weights_round_trip_into_another_copy(tiny_model_dir):
-    from openrft.distributed.rollout import load_weights, trainable_weights
     from openrft.models.load import LoraSettings, load_model
+    from openrft.rl.weights import load_weights, trainable_weights
 
     lora = LoraSettings(rank=2, alpha=4, dropout=0.0)
     trained = load_model(str(tiny_model_dir), dtype="float32", trainable=True, lora=lora).model

@@ -194,6 +194,10 @@ def test_kl_ratio_and_non_finite_blow_ups():
     assert check_kl_blowup(rows(kl=[0.01, 1.5]), S, FACTS).severity == "error"
     clipped = check_kl_blowup(rows(kl=[0.0], clip_fraction=[0.4]), S, FACTS)
     assert clipped.severity == "warn" and "40% of tokens" in clipped.message
+    assert "expert.num_iterations" in clipped.message
+    stale = check_kl_blowup(rows(kl=[0.0], clip_fraction=[0.4], staleness=[1]), S, FACTS)
+    assert "in the 1 update since the batch was sampled" in stale.message
+    assert "expert.max_staleness" in stale.message
     broken = check_kl_blowup(rows(loss=[math.nan], grad_norm=[1.0]), S, FACTS)
     assert broken.severity == "error" and "loss" in broken.message
     assert check_kl_blowup(rows(kl=[0.9], clip_fraction=[0.29], loss=[0.1]), S, FACTS) is None

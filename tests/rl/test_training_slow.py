@@ -28,21 +28,25 @@ def _metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fast_path", ["auto", "off"])
-def test_tiny_model_learns_to_say_an(make_config, fast_path):
+@pytest.mark.parametrize(("fast_path", "max_staleness"), [("auto", 0), ("off", 0), ("auto", 1)])
+def test_tiny_model_learns_to_say_an(make_config, fast_path, max_staleness):
     # The random tiny model writes "an" in ~10% of 6-token completions (a rare but
     # reachable behaviour); 15 GRPO steps of full fine-tuning make it near certain, on
-    # the fast path and on the plain reference path alike.
+    # the fast path and on the plain reference path alike, and in the async mode, whose
+    # batches lag the policy by one update, to the same thresholds.
     config = make_config(
         hyperparameters={"batch_size": 4, "n_epochs": 4, "eval_interval": 100},
         expert={"group_size": 8, "max_tokens": 6, "max_steps": 15, "finetune": "full",
-                "base_learning_rate": 1e-2, "save_every": 100, "fast_path": fast_path},
+                "base_learning_rate": 1e-2, "save_every": 100, "fast_path": fast_path,
+                "max_staleness": max_staleness},
     )
     result = train(config_from_dict(config))
     metrics = _metrics(Path(result.output_dir))
     # the fast path replays the rollout's forward (fp32, on-policy; not in a step whose
-    # groups all scored alike: no row is trained), the plain path never
-    assert any(row["forward_replayed"] for row in metrics) == (fast_path == "auto")
+    # groups all scored alike: no row is trained), the plain path and async mode never
+    replays = fast_path == "auto" and max_staleness == 0
+    assert any(row["forward_replayed"] for row in metrics) == replays
+    assert [row["staleness"] for row in metrics] == [0] + [max_staleness] * 14
     rewards = [row["train_reward_mean"] for row in metrics]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert first < 0.35, rewards  # it starts out mostly wrong

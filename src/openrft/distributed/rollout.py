@@ -30,28 +30,10 @@ from openrft.distributed.cluster import (
 )
 from openrft.distributed.settings import RaySettings
 from openrft.distributed.shards import shard_bounds, shard_seed
+from openrft.rl.weights import Weights, load_weights, trainable_weights
 from openrft.rollout.engine import GenerationParams, Messages, Sample
 
 log = logging.getLogger(__name__)
-
-Weights = dict[str, torch.Tensor]
-
-
-def trainable_weights(model: Any) -> Weights:
-    """The tensors an update changes, on CPU, by parameter name."""
-    return {name: p.detach().to("cpu", copy=True)
-            for name, p in model.named_parameters() if p.requires_grad}
-
-
-def load_weights(model: Any, weights: Weights) -> None:
-    """Copy `weights` (from `trainable_weights`) into `model` in place."""
-    params = dict(model.named_parameters())
-    unknown = sorted(set(weights) - set(params))
-    if unknown:
-        raise ValueError(f"weights do not match the rollout copy: {unknown[:3]}")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
 
 
 class RolloutWorker:
@@ -111,7 +93,12 @@ class RayRolloutEngine:
     def sync_weights(self, model: Any) -> None:
         """Send the updated trainable weights to every actor (a dead one is replaced by
         an actor built with them)."""
-        self._weights = self.ray.put(trainable_weights(model))
+        self.load_weights(trainable_weights(model))
+
+    def load_weights(self, weights: Weights) -> None:
+        """Every actor samples with `weights` from now on (the async mode sends the
+        version a batch must be sampled with, rl/pipeline.py)."""
+        self._weights = self.ray.put(weights)
         for i, worker in enumerate(self.workers):
             try:
                 wait(worker.load_weights.remote(self._weights))

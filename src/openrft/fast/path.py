@@ -25,6 +25,7 @@ from openrft.fast.update import fast_update
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
 from openrft.rl.step import Policy, UpdateStats
+from openrft.rl.weights import Weights
 from openrft.rollout.decode import DecodeForward, TransformersForward
 from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
 
@@ -55,8 +56,9 @@ class FastPath:
     @classmethod
     def for_run(cls, cfg: ResolvedConfig, model: CausalLM, autocast: torch.dtype | None
                 ) -> FastPath:
-        """Record rollouts only where the update can replay them."""
-        return cls(cfg.reuse_rollout_forward and replay_supported(
+        """Record rollouts only where the update can replay them: on-policy, so never in
+        the async mode (its batches are sampled by older weights, on another copy)."""
+        return cls(cfg.reuse_rollout_forward and cfg.max_staleness == 0 and replay_supported(
             model, cfg.num_iterations, cfg.grad_accum_steps, autocast))
 
     def decode_forward(self, model: CausalLM) -> DecodeForward:
@@ -88,7 +90,7 @@ class FastPath:
         return samples
 
     def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
-               advantages: torch.Tensor) -> UpdateStats:
+               advantages: torch.Tensor, behaviour: Weights | None = None) -> UpdateStats:
         """The fast update; the latest rollout's tapes are handed over (and used up)."""
         tapes, self._tapes = self._tapes, None
-        return fast_update(policy, cfg, batch, advantages, tapes)
+        return fast_update(policy, cfg, batch, advantages, tapes, behaviour)

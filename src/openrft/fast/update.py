@@ -31,6 +31,7 @@ from openrft.rl.step import (
     optimizer_step,
     summarize_passes,
 )
+from openrft.rl.weights import Weights
 from openrft.rollout.engine import CausalLM
 
 
@@ -55,10 +56,11 @@ class TapeOrModelForward:
 
 def fast_update(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
-    tapes: list[ForwardTape] | None,
+    tapes: list[ForwardTape] | None, behaviour: Weights | None = None,
 ) -> UpdateStats:
     """`rl.step.update_policy` on the rows that have a gradient (`trained_rows`), the
-    others' entropy read from the tapes (or a no-grad forward)."""
+    others' entropy read from the tapes (or a no-grad forward). `behaviour`: the weights
+    that sampled the batch when older than the policy's (async mode)."""
     model = policy.model
     n = len(batch)
     sizes = BatchSizes(n, int(batch.completion_mask.sum()), cfg.max_tokens)  # all rows
@@ -72,7 +74,8 @@ def fast_update(
     forward = TapeOrModelForward(tapes)
     old_logp, ref_logp = None, None
     if len(trained):
-        old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, fused_completion_logprobs)
+        old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, fused_completion_logprobs,
+                                             behaviour)
     model.train()
     passes: list[PassTotals] = []
     for iteration in range(cfg.num_iterations):

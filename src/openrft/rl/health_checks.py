@@ -233,12 +233,18 @@ def check_kl_blowup(history: list[Metrics], s: MonitorSettings, f: RunFacts) -> 
                        "hacking. Lower the learning rate or raise expert.beta.",
                        {"kl": kl, "beta": f.beta}, step)
     if clip >= s.clip_fraction_max:
+        staleness = int(_num(row, "staleness"))
+        cause = (f"each of the {f.num_iterations} updates per batch moves the policy too far. "
+                 "Lower the learning rate or expert.num_iterations.")
+        if staleness:  # the async mode: the batch was sampled `staleness` updates ago
+            updates = f"{staleness} update{'s' if staleness > 1 else ''}"
+            cause = (f"the policy moved too far in the {updates} since the batch was "
+                     "sampled. Lower the learning rate or expert.max_staleness.")
         return Finding("kl_blowup", "warn",
                        f"Importance-ratio blow-up: {clip:.0%} of tokens had their ratio "
-                       f"clipped at step {step} (threshold {s.clip_fraction_max:.0%}): each "
-                       f"of the {f.num_iterations} updates per batch moves the policy too far. "
-                       "Lower the learning rate or expert.num_iterations.",
-                       {"clip_fraction": clip, "num_iterations": f.num_iterations}, step)
+                       f"clipped at step {step} (threshold {s.clip_fraction_max:.0%}): {cause}",
+                       {"clip_fraction": clip, "num_iterations": f.num_iterations,
+                        "staleness": staleness}, step)
     return None
 
 

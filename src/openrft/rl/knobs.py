@@ -130,6 +130,11 @@ class GivenExpertSettings(StrictModel):
     settings below; `pip install 'openrft[ray]'`). The update always runs here."""
     ray: RaySettings = Field(default_factory=RaySettings)
     """Ray cluster settings, used when backend is ray."""
+    max_staleness: int = Field(default=0, ge=0)
+    """Async mode (> 0): the rollouts of step t+1 are sampled while step t updates, by a
+    policy at most this many updates older than the one being updated; the clipped
+    ratio is taken against that sampling policy (rl/pipeline.py, docs/scaling.md).
+    0: synchronous, every batch sampled by the policy it updates."""
 
 
 class ExpertSettings(GivenExpertSettings):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from openrft.graders.base import RewardFn
+from openrft.graders.base import GradeResult, RewardFn
 from openrft.rl.advantages import group_advantages, kept_group_advantages, zero_variance_groups
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.health_metrics import step_health_metrics
@@ -32,6 +32,7 @@ from openrft.rl.logprobs import (
 from openrft.rl.losses import BatchSizes, policy_loss
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.step_records import sample_records, tool_warnings
+from openrft.rl.weights import Weights, swapped_weights
 from openrft.rollout.decode import DecodeForward, TransformersForward
 from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
 from openrft.rollout.episodes import EpisodeRunner, episode_metrics
@@ -128,17 +129,18 @@ class PassTotals:
 
 def update_policy(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
-    logprobs: LogProbs = completion_logprobs,
+    logprobs: LogProbs = completion_logprobs, behaviour: Weights | None = None,
 ) -> UpdateStats:
     """num_iterations optimizer steps on one sampled batch, micro-batched for memory.
 
     num_iterations == 1 is on-policy: the old log-probs are the current ones detached
     (ratio exactly 1), so no extra forward pass is spent on them. `logprobs` is the
-    policy's forward under autograd (openrft.fast passes a faster one).
+    policy's forward under autograd (openrft.fast passes a faster one). `behaviour`: the
+    weights that sampled the batch when they are older than the policy's (async mode).
     """
     model = policy.model
     sizes = BatchSizes(len(batch), int(batch.completion_mask.sum()), cfg.max_tokens)
-    old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, logprobs)  # (N, C) or None
+    old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, logprobs, behaviour)
     model.train()
     passes = []
     for iteration in range(cfg.num_iterations):
@@ -151,18 +153,25 @@ def update_policy(
 
 
 def frozen_logprobs(
-    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, logprobs: LogProbs
+    policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, logprobs: LogProbs,
+    behaviour: Weights | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # (N, C) old, (N, C) reference
     """The log-probs the loss holds fixed, in eval mode (no dropout): the reference
-    model's (beta > 0) and the sampling policy's (num_iterations > 1; on-policy they are
-    the current ones detached)."""
+    model's (beta > 0) and the sampling policy's: under the `behaviour` weights that
+    sampled the batch when they are older than the policy's (async mode), else the
+    current ones (num_iterations > 1; on-policy with one iteration: None, the current
+    ones detached). The training forward recomputes them rather than taking the engine's
+    recorded log-probs: those are of the untempered logits, in the decode's numerics."""
     policy.model.eval()
     ref_logp, old_logp = None, None
     with forward_precision(policy):
         if cfg.beta > 0:
             ref_logp = reference_logprobs(policy.model, policy.reference, batch,
                                           cfg.temperature, logprobs)
-        if cfg.num_iterations > 1:
+        if behaviour is not None:
+            with torch.no_grad(), swapped_weights(policy.model, behaviour):
+                old_logp = logprobs(policy.model, batch, cfg.temperature, False)[0]
+        elif cfg.num_iterations > 1:
             with torch.no_grad():
                 old_logp = logprobs(policy.model, batch, cfg.temperature, False)[0]
     return old_logp, ref_logp
@@ -263,8 +272,9 @@ class TrainingPath(Protocol):
         ...
 
     def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
-               advantages: torch.Tensor) -> UpdateStats:
-        """The optimizer steps on the sampled batch."""
+               advantages: torch.Tensor, behaviour: Weights | None = None) -> UpdateStats:
+        """The optimizer steps on the sampled batch (sampled by `behaviour`, when given:
+        older weights than the policy's)."""
         ...
 
 
@@ -280,32 +290,64 @@ class PlainPath:
         return sample_completions(engine, prompts, n, params)
 
     def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
-               advantages: torch.Tensor) -> UpdateStats:
-        return update_policy(policy, cfg, batch, advantages)
+               advantages: torch.Tensor, behaviour: Weights | None = None) -> UpdateStats:
+        return update_policy(policy, cfg, batch, advantages, behaviour=behaviour)
 
 
 # -- the step --------------------------------------------------------------------------
 
 
+@dataclass
+class Rollout:
+    """One step's sampled and graded batch, and which policy version sampled it."""
+
+    samples: list[Sample]
+    grades: list[GradeResult]
+    version: int  # optimizer steps applied to the weights that sampled the batch
+    sampling_seconds: float
+    grading_seconds: float
+
+
 def run_step(
     ctx: StepContext, step: int, items: list[dict[str, Any]], prompts: list[Messages]
 ) -> StepOutput:
-    """One GRPO step on a batch of dataset rows (`items`) and their prompts."""
+    """One synchronous GRPO step on a batch of dataset rows (`items`) and their prompts:
+    sampled by the policy it then updates (version step - 1)."""
+    started = time.perf_counter()
+    ctx.policy.model.eval()
+    rollout = collect_rollout(ctx, step, items, prompts, step - 1)
+    return learn_from_rollout(ctx, step, prompts, rollout, started)
+
+
+def collect_rollout(
+    ctx: StepContext, step: int, items: list[dict[str, Any]], prompts: list[Messages],
+    version: int,
+) -> Rollout:
+    """Sample and grade step `step`'s batch with `ctx.engine`, whose weights are `version`
+    (the async mode calls this from its sampling thread, rl/pipeline.py)."""
     cfg, started = ctx.cfg, time.perf_counter()
     params = replace(ctx.params, seed=derived_seed(cfg.seed, step, TRAIN_SAMPLING))
-
-    ctx.policy.model.eval()
     with forward_precision(ctx.policy):
         if ctx.episodes is not None:
             samples = sample_episodes(ctx, prompts, items, cfg.group_size, params)
         else:
             samples = ctx.policy.path.sample(ctx.engine, prompts, cfg.group_size, params)
     sampled = time.perf_counter()
-
     grades = grade_samples(ctx.reward_fn, samples, items)
-    rewards = torch.tensor([g.score for g in grades], dtype=torch.float32)  # (B*G,)
-    graded = time.perf_counter()
+    return Rollout(samples, grades, version, sampled - started, time.perf_counter() - sampled)
 
+
+def learn_from_rollout(
+    ctx: StepContext, step: int, prompts: list[Messages], rollout: Rollout, started: float,
+    behaviour: Weights | None = None, sync: bool = True,
+) -> StepOutput:
+    """Advantages, the update and the step's metrics. `behaviour`: the weights that
+    sampled the rollout, when older than the policy's (async mode); `sync`: send the new
+    weights to the engine (the async mode's sampling thread loads them itself).
+    `started`: when the step began, for its wall time."""
+    cfg, samples, grades = ctx.cfg, rollout.samples, rollout.grades
+    graded = time.perf_counter()
+    rewards = torch.tensor([g.score for g in grades], dtype=torch.float32)  # (B*G,)
     advantages = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)  # (B*G,)
     kept = torch.tensor([s.discard_reason is None for s in samples])  # (B*G,)
     if not kept.all():  # discarded rollouts: out of their group's statistics, no loss
@@ -314,8 +356,9 @@ def run_step(
     batch = pack_samples(samples, ctx.policy.pad_token_id)
     batch.completion_mask[~kept] = 0.0
     learning_rate = ctx.policy.scheduler.get_last_lr()[0]
-    stats = ctx.policy.path.update(ctx.policy, cfg, batch, advantages)
-    ctx.engine.sync_weights(ctx.policy.model)
+    stats = ctx.policy.path.update(ctx.policy, cfg, batch, advantages, behaviour)
+    if sync:
+        ctx.engine.sync_weights(ctx.policy.model)
     finished = time.perf_counter()
 
     completion_tokens = [  # the model's own tokens (an episode's tool turns left out)
@@ -333,6 +376,10 @@ def run_step(
         "grad_norm": stats.grad_norm,
         "forward_replayed": stats.replayed,
         "learning_rate": learning_rate,
+        # the sampling policy: its version (optimizer steps applied) and how many steps
+        # it lags the policy this step updated (0 unless expert.max_staleness > 0)
+        "policy_version": rollout.version,
+        "staleness": step - 1 - rollout.version,
         "completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
         # prompt + completion tokens of every sequence the update ran over (OpenAI's
         # trained_tokens sums this over steps)
@@ -342,8 +389,8 @@ def run_step(
         "grader_errors": sum(1 for g in grades if g.errors),
         "grader_latency_s": sum(g.latency_s for g in grades) / len(grades),
         "sample_parse_errors": sum(1 for s in samples if s.parse_error is not None),
-        "sampling_seconds": sampled - started,
-        "grading_seconds": graded - sampled,
+        "sampling_seconds": rollout.sampling_seconds,
+        "grading_seconds": rollout.grading_seconds,
         "training_seconds": finished - graded,
         "step_seconds": finished - started,
         "tokens_per_second": sum(completion_tokens) / max(finished - started, 1e-9),

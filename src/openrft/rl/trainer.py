@@ -10,7 +10,9 @@ receives the same hooks and can pause or cancel between steps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +35,21 @@ from openrft.rl.backend import open_backend
 from openrft.rl.config import ResolvedConfig, RFTConfig, load_config, resolve
 from openrft.rl.monitor import TrainingMonitor, run_facts
 from openrft.rl.monitor_settings import MonitorAction
+from openrft.rl.pipeline import AsyncRollouts, open_async_rollouts
 from openrft.rl.policy_setup import build_policy, make_generation_params
 from openrft.rl.precision import autocast_forwards
 from openrft.rl.preflight_gate import run_preflight_gate
 from openrft.rl.reporter import MultiReporter, Reporter
 from openrft.rl.run_dir import CONFIG, METRICS, RunDirReporter, read_jsonl_rows
-from openrft.rl.step import Policy, StepContext, mean_validation_reward, run_step
+from openrft.rl.step import (
+    Policy,
+    StepContext,
+    StepOutput,
+    learn_from_rollout,
+    mean_validation_reward,
+    run_step,
+)
+from openrft.rl.weights import trainable_weights
 from openrft.rollout.episodes import make_episode_runner
 
 logger = logging.getLogger(__name__)
@@ -93,8 +104,9 @@ def train(
         reward_fn=backend.reward_fn,
         params=make_generation_params(cfg),
     )
+    has_tools = _rows_have_tools(data)
     ctx.episodes = make_episode_runner(ctx.engine, tokenizer, cfg.tools, cfg.max_episode_steps,
-                                       _rows_have_tools(data))
+                                       has_tools)
     try:
         if cfg.preflight and start_step == 0:
             _preflight(ctx, data.train, reporters)
@@ -106,7 +118,15 @@ def train(
             reporters.on_event("warn",
                                f"Config changed since the run started: {', '.join(changed)}")
         loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
-        return loop.run(start_step)
+        if cfg.max_staleness > 0:  # the async mode (rl/pipeline.py)
+            loop.pipeline = open_async_rollouts(
+                ctx, tokenizer, loop.batch, start_step,
+                None if ctx.episodes is None else lambda engine: make_episode_runner(
+                    engine, tokenizer, cfg.tools, cfg.max_episode_steps, has_tools))
+        try:
+            return loop.run(start_step)
+        finally:
+            loop.close_pipeline()
     finally:
         backend.close()
         if ctx.episodes is not None:
@@ -141,6 +161,35 @@ class _TrainingLoop:
         self.checkpoints = output_dir / CHECKPOINTS
         self.last_saved = -1
         self.monitor = TrainingMonitor(ctx.cfg.monitor, run_facts(ctx.cfg))
+        self.pipeline: AsyncRollouts | None = None  # the async mode's rollouts
+
+    def batch(self, step: int) -> tuple[list[dict[str, Any]], list[Any]]:
+        """(dataset rows, prompts) of `step`'s batch."""
+        _, indices = batch_indices(self.cfg, step)
+        return ([self.data.train.rows[i] for i in indices],
+                [self.data.train.prompt(i) for i in indices])
+
+    def step(self, step: int) -> StepOutput:
+        """One step: synchronous, or on the async mode's rollout sampled ahead (the
+        update's ratio then taken against the weights that sampled it)."""
+        items, prompts = self.batch(step)
+        if self.pipeline is None:
+            return run_step(self.ctx, step, items, prompts)
+        started = time.perf_counter()
+        rollout, behaviour = self.pipeline.get(step)
+        output = learn_from_rollout(self.ctx, step, prompts, rollout, started, behaviour,
+                                    sync=False)
+        self.pipeline.publish(step, trainable_weights(self.ctx.policy.model))
+        return output
+
+    def close_pipeline(self, sync: bool = False) -> None:
+        """Stop sampling ahead. `sync`: the engine takes the trained weights (the async
+        mode's sampler may have left older ones on shared rollout actors)."""
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+            if sync:
+                self.ctx.engine.sync_weights(self.ctx.policy.model)
 
     def run(self, start_step: int) -> TrainResult:
         cfg, step = self.cfg, start_step
@@ -151,10 +200,8 @@ class _TrainingLoop:
             request = self.reporters.should_stop()
             if request is not None:
                 return self._stop(request, step - 1)
-            epoch, indices = batch_indices(cfg, step)
-            items = [self.data.train.rows[i] for i in indices]
-            prompts = [self.data.train.prompt(i) for i in indices]
-            output = run_step(self.ctx, step, items, prompts)
+            epoch, _ = batch_indices(cfg, step)
+            output = self.step(step)
             metrics = {"step": step, "epoch": epoch + 1, **output.metrics}
             metrics.update(self._periodic_validation(step))
             self.reporters.on_step(metrics)
@@ -177,12 +224,16 @@ class _TrainingLoop:
         if self.data.valid is None or step % self.cfg.eval_interval != 0:
             return {}
         rows = list(range(self.cfg.eval_samples))  # a fixed subset: comparable across steps
-        reward, parse_errors = mean_validation_reward(
-            self.ctx,
-            [self.data.valid.rows[i] for i in rows],
-            [self.data.valid.prompt(i) for i in rows],
-            step,
-        )
+        with contextlib.ExitStack() as stack:
+            if self.pipeline is not None:  # the engine samples the current weights here
+                stack.enter_context(self.pipeline.paused())
+                self.ctx.engine.sync_weights(self.ctx.policy.model)
+            reward, parse_errors = mean_validation_reward(
+                self.ctx,
+                [self.data.valid.rows[i] for i in rows],
+                [self.data.valid.prompt(i) for i in rows],
+                step,
+            )
         return {"valid_reward_mean": reward, "valid_parse_error_mean": parse_errors}
 
     def _checkpoint(self, step: int, metrics: dict[str, Any]) -> None:
@@ -227,6 +278,7 @@ class _TrainingLoop:
 
     def _finish(self, step: int) -> TrainResult:
         full_valid = None
+        self.close_pipeline(sync=True)
         if self.data.valid is not None:
             valid = self.data.valid
             full_valid, _ = mean_validation_reward(

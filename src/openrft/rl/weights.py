@@ -1,0 +1,42 @@
+"""The trainable weights of a policy as a plain mapping: what an update changes, sent to
+rollout copies (Ray actors, the async mode's sampling copy) and swapped in to recompute
+the log-probs of the policy version that sampled a batch (async mode, rl/pipeline.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+Weights = dict[str, torch.Tensor]
+
+
+def trainable_weights(model: Any) -> Weights:
+    """The tensors an update changes, on CPU, by parameter name."""
+    return {name: p.detach().to("cpu", copy=True)
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_weights(model: Any, weights: Weights) -> None:
+    """Copy `weights` (from `trainable_weights`) into `model` in place."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(weights) - set(params))
+    if unknown:
+        raise ValueError(f"weights do not match the rollout copy: {unknown[:3]}")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+
+
+@contextmanager
+def swapped_weights(model: Any, weights: Weights) -> Iterator[None]:
+    """`model` with `weights` loaded for the duration of the block, then its own again
+    (in place: the optimizer keeps holding the same parameters)."""
+    own = trainable_weights(model)
+    load_weights(model, weights)
+    try:
+        yield
+    finally:
+        load_weights(model, own)
