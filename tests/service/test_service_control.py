@@ -69,13 +69,18 @@ def test_cancel_running_job(live, worker, tiny_model_dir) -> None:
     assert done.fine_tuned_model not in [m.id for m in client.models.list()]
 
 
-def test_supervised_job_trains_and_serves(live, worker, tiny_model_dir) -> None:
-    client = live.client(live.key("alpha"))
+def _upload_doubling_rows(client) -> str:
+    """Four SFT rows "a+a=" -> 2a, uploaded; the file id."""
     rows = [{"messages": [{"role": "user", "content": f"{a}+{a}="},
                           {"role": "assistant", "content": str(2 * a)}]} for a in range(1, 5)]
     content = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    file_id = client.files.create(file=("sft.jsonl", io.BytesIO(content)),
-                                  purpose="fine-tune").id
+    return client.files.create(file=("sft.jsonl", io.BytesIO(content)),
+                               purpose="fine-tune").id
+
+
+def test_supervised_job_trains_and_serves(live, worker, tiny_model_dir) -> None:
+    client = live.client(live.key("alpha"))
+    file_id = _upload_doubling_rows(client)
     job = client.fine_tuning.jobs.create(
         model=str(tiny_model_dir), training_file=file_id, suffix="sft",
         method={"type": "supervised", "supervised": {"hyperparameters": {
@@ -93,11 +98,7 @@ def test_supervised_job_trains_and_serves(live, worker, tiny_model_dir) -> None:
 def test_paused_supervised_job_resumes_from_its_checkpoint(live, worker,
                                                           tiny_model_dir) -> None:
     client = live.client(live.key("alpha"))
-    rows = [{"messages": [{"role": "user", "content": f"{a}+{a}="},
-                          {"role": "assistant", "content": str(2 * a)}]} for a in range(1, 5)]
-    content = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    file_id = client.files.create(file=("sft.jsonl", io.BytesIO(content)),
-                                  purpose="fine-tune").id
+    file_id = _upload_doubling_rows(client)
     job = client.fine_tuning.jobs.create(  # 4 rows / batch 2 * 30 epochs = 60 steps
         model=str(tiny_model_dir), training_file=file_id,
         method={"type": "supervised", "supervised": {"hyperparameters": {
