@@ -14,7 +14,7 @@ from openrft.graders.base import RewardFn, make_reward_fn
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.policy_setup import make_rollout_engine
 from openrft.rl.step import Policy
-from openrft.rollout.engine import RolloutEngine
+from openrft.rollout.engine import CausalLM, RolloutEngine
 
 
 @dataclass
@@ -32,7 +32,7 @@ def open_backend(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend
     return Backend(make_rollout_engine(cfg, policy, tokenizer), reward_fn, grader.close)
 
 
-def _open_ray(cfg: ResolvedConfig, model: Any, tokenizer: Any) -> Backend:
+def _open_ray(cfg: ResolvedConfig, model: CausalLM, tokenizer: Any) -> Backend:
     from openrft.distributed.cluster import connect, disconnect
     from openrft.distributed.grading import RayGrading
     from openrft.distributed.rollout import RayRolloutEngine

@@ -6,20 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 
 Weights = dict[str, torch.Tensor]
 
 
-def trainable_weights(model: Any) -> Weights:
+def trainable_weights(model: torch.nn.Module) -> Weights:
     """The tensors an update changes, on CPU, by parameter name."""
     return {name: p.detach().to("cpu", copy=True)
             for name, p in model.named_parameters() if p.requires_grad}
 
 
-def load_weights(model: Any, weights: Weights) -> None:
+def load_weights(model: torch.nn.Module, weights: Weights) -> None:
     """Copy `weights` (from `trainable_weights`) into `model` in place."""
     params = dict(model.named_parameters())
     unknown = sorted(set(weights) - set(params))
@@ -31,7 +30,7 @@ def load_weights(model: Any, weights: Weights) -> None:
 
 
 @contextmanager
-def swapped_weights(model: Any, weights: Weights) -> Iterator[None]:
+def swapped_weights(model: torch.nn.Module, weights: Weights) -> Iterator[None]:
     """`model` with `weights` loaded for the duration of the block, then its own again
     (in place: the optimizer keeps holding the same parameters)."""
     own = trainable_weights(model)

@@ -28,7 +28,7 @@ from typing import Any
 
 from openrft.errors import OpenRFTError
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
-from openrft.rollout.engine import GenerationParams, Messages, Sample
+from openrft.rollout.engine import CausalLM, GenerationParams, Messages, Sample
 from openrft.rollout.structured import check_response_format
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class VLLMRolloutEngine:
 
     @classmethod
     def from_model(
-        cls, model: Any, tokenizer: Any, *, gpu_memory_utilization: float = 0.3, **llm_options: Any
+        cls, model: CausalLM, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
+        **llm_options: Any,
     ) -> VLLMRolloutEngine:
         """An engine sampling from `model` (transformers or peft) as it is now.
 
@@ -103,7 +104,7 @@ class VLLMRolloutEngine:
                 )
         return samples
 
-    def sync_weights(self, model: Any) -> None:
+    def sync_weights(self, model: CausalLM) -> None:
         """Sample from `model`'s current weights from now on (see the module docstring)."""
         if self.lora:
             self._sync_adapter(model)
@@ -112,7 +113,7 @@ class VLLMRolloutEngine:
             if hasattr(self.llm, "reset_prefix_cache"):
                 self.llm.reset_prefix_cache()
 
-    def _sync_adapter(self, model: Any) -> None:
+    def _sync_adapter(self, model: CausalLM) -> None:
         from vllm.lora.request import LoRARequest
 
         old_dir = self._adapter_dir
@@ -243,7 +244,7 @@ def _guided_json_options(response_format: dict[str, Any]) -> dict[str, Any]:
         return {"guided_decoding": GuidedDecodingParams(**spec)}
 
 
-def _model_path(model: Any) -> str:
+def _model_path(model: CausalLM) -> str:
     """Where vLLM can load `model`'s architecture and base weights from."""
     path = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
     if path:

@@ -38,7 +38,7 @@ SCHEMA = {
 }
 
 
-def _hf_logprobs(model: Any, sample: Sample) -> torch.Tensor:
+def _hf_logprobs(model: torch.nn.Module, sample: Sample) -> torch.Tensor:
     """Log-probs of the sample's tokens from one plain forward pass (the oracle)."""
     ids = torch.tensor([sample.prompt_ids + sample.completion_ids], device=model.device)
     with torch.no_grad():
