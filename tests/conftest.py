@@ -29,6 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The test Ray cluster is one machine: Ray then takes 127.0.0.1 as every node's address
 # (drivers and agents included), so no Ray traffic uses the host's network interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray 2.60 turns token authentication on when ~/.ray/auth_token exists (left by any other
+# cluster this account started); the loopback-only test cluster runs without it, so
+# its readiness probe and job clients do not depend on the home directory.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Every process this run starts inherits the marker; see no_process_outlives_the_suite.
 SESSION = os.environ[MARKER] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
