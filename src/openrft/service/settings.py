@@ -53,7 +53,7 @@ class ServiceSettings(BaseModel):
     def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
         cleaned = tuple(h.strip().lower().rstrip(".") for h in hosts)
         for host in cleaned:
-            if not host or "/" in host or ":" in host.removeprefix("["):
+            if not host or "/" in host or ":" in host:
                 raise ValueError(f"outbound host {host!r}: give a host name, without "
                                  "scheme, port or path")
         return cleaned

@@ -44,3 +44,17 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path, smollm2_template) -> None
     assert "tool_calls_per_rollout" in metrics[0]
     assert json.loads((tmp_path / "run" / "results.json").read_text())["settings"] == vars(
         settings)
+
+
+def test_a_rerun_resumes_its_own_run_and_refuses_another_runs_out_dir(tmp_path) -> None:
+    from openrft.errors import InvalidInput
+    from openrft.examples.tool_lookup.run import _resumable
+
+    settings = RunSettings(seed=3)
+    fresh = _resumable(tmp_path, settings, 10)
+    assert fresh == {"settings": vars(settings), "n_eligible": 10}
+    saved = {**fresh, "untuned": {"accuracy": 0.0}}
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    assert _resumable(tmp_path, settings, 10) == saved  # finished stages are kept
+    with pytest.raises(InvalidInput, match="holds a run with other settings"):
+        _resumable(tmp_path, RunSettings(seed=4), 10)

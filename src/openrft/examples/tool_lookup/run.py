@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from openrft.errors import InvalidInput
 from openrft.eval.stats import paired_bootstrap
 from openrft.examples.tool_lookup.data import (
     TOOL_NAME,
@@ -127,7 +128,7 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
                 out / "sft", epochs=settings.sft_epochs,
                 learning_rate=settings.sft_learning_rate, batch_size=8, max_length=2048,
                 lora=LoraSettings(), seed=settings.seed, threads=settings.threads,
-                resume=(out / "sft" / "checkpoints").is_dir(), progress=False))
+                resume=True, progress=False))  # continues an interrupted SFT, else fresh
         if "sft" not in results:
             results["sft"] = stage("eval_sft", lambda: evaluate_model(
                 str(sft_dir), test_rows, server.url, settings))
@@ -143,8 +144,7 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
                         "base_learning_rate": settings.rft_learning_rate,
                         "max_steps": settings.rft_steps, "preflight": False},
             )
-            resume = (out / "rft" / "checkpoints").is_dir()
-            trained = stage("rft", lambda: train(config, resume=resume))
+            trained = stage("rft", lambda: train(config, resume=True))  # likewise
             results["sft_rft"] = stage("eval_sft_rft", lambda: evaluate_model(
                 trained.final_model_dir, test_rows, server.url, settings))
             results["tool_calls_served"] = server.calls
@@ -158,14 +158,17 @@ def run(out: Path, settings: RunSettings) -> dict[str, Any]:
 
 
 def _resumable(out: Path, settings: RunSettings, n_eligible: int) -> dict[str, Any]:
-    """The results of an interrupted run with the same settings (its finished stages are
-    kept, and the run resumes after them), else a fresh record."""
+    """The results of an interrupted run (its finished stages are kept, and the run
+    resumes after them), else a fresh record. A run with other settings is refused: its
+    models would be reused as if they were this run's."""
     path = out / "results.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") == vars(settings):
-            return saved
-    return {"settings": vars(settings), "n_eligible": n_eligible}
+    if not path.exists():
+        return {"settings": vars(settings), "n_eligible": n_eligible}
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != vars(settings):
+        raise InvalidInput("--out", f"{out} holds a run with other settings; choose another "
+                                    "--out to start a new one")
+    return saved
 
 
 def _save(out: Path, results: dict[str, Any]) -> None:
