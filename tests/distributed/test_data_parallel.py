@@ -17,6 +17,7 @@ from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, pack_samples
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
 from openrft.rl.step import Policy, UpdateStats, update_policy
+from openrft.rl.weights import Weights
 from openrft.rollout.engine import GenerationParams
 
 PROMPTS = [[{"role": "user", "content": text}] for text in ("hi", "what is 2+2?", "go")]
@@ -48,7 +49,7 @@ def policy_and_batch(make_config, **expert) -> tuple[Policy, object, TokenBatch]
 
 
 def run_ranks(policy: Policy, cfg, batch: TokenBatch, advantages: torch.Tensor,
-              world: int) -> list[tuple[Policy, UpdateStats]]:
+              world: int, behaviour: Weights | None) -> list[tuple[Policy, UpdateStats]]:
     """`world` copies of `policy`, each updated by its rank in its own thread."""
     store = dist.HashStore()
     copies = [copy.deepcopy(policy) for _ in range(world)]
@@ -57,7 +58,7 @@ def run_ranks(policy: Policy, cfg, batch: TokenBatch, advantages: torch.Tensor,
     def rank(index: int) -> None:
         group = gloo_group(dist.PrefixStore("test", store), index, world, 60)
         results[index] = sharded_update(copies[index], cfg, batch, advantages, index, world,
-                                        group)
+                                        group, behaviour)
 
     threads = [threading.Thread(target=rank, args=(i,)) for i in range(world)]
     for thread in threads:
@@ -72,21 +73,29 @@ def weights(policy: Policy) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in policy.model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize(("loss_type", "world", "expert"), [
-    ("dapo", 2, {}), ("grpo", 2, {}), ("dr_grpo", 3, {}),
-    ("dapo", 2, {"num_iterations": 2, "grad_accum_steps": 2}),
+@pytest.mark.parametrize(("loss_type", "world", "expert", "stale"), [
+    ("dapo", 2, {}, False), ("grpo", 2, {}, False), ("dr_grpo", 3, {}, False),
+    ("dapo", 2, {"num_iterations": 2, "grad_accum_steps": 2}, False),
+    ("dapo", 2, {}, True),
 ])
 def test_ranks_on_shards_update_as_one_process_on_the_batch(make_config, loss_type, world,
-                                                           expert):
+                                                           expert, stale):
     """The update equals the whole-batch update up to float summation order: the loss's
     normalisers are the batch's, not the shard's. atol 1e-6 is 0.1% of one AdamW step
     (each weight moves by about lr = 1e-3); per-shard normalisers miss by more than 1e-4
-    (the control below). The ranks apply the same summed gradient, so they stay equal."""
+    (the control below). The ranks apply the same summed gradient, so they stay equal.
+    `stale`: the batch was sampled by older weights (async mode), so the ratio is not 1
+    and the clip acts."""
     policy, cfg, batch = policy_and_batch(make_config, loss_type=loss_type, **expert)
     advantages = torch.linspace(-1.5, 1.5, len(batch))
-    ranks = run_ranks(policy, cfg, batch, advantages, world)
+    behaviour = None
+    if stale:
+        torch.manual_seed(1)
+        behaviour = {n: w + 0.2 * torch.randn_like(w) for n, w in weights(policy).items()}
+    ranks = run_ranks(policy, cfg, batch, advantages, world, behaviour)
     alone = copy.deepcopy(policy)
-    expected = update_policy(alone, cfg, batch, advantages)
+    expected = update_policy(alone, cfg, batch, advantages, behaviour=behaviour)
+    assert (expected.clip_fraction > 0) == stale
 
     reference = weights(alone)
     for rank_policy, stats in ranks:

@@ -23,9 +23,11 @@ import torch
 
 from openrft.distributed.cluster import (
     ClusterError,
+    first_line,
     head_reachable,
     lost_head_error,
     require_ray,
+    reserve,
     wait,
 )
 from openrft.distributed.settings import RaySettings
@@ -127,9 +129,9 @@ class RayRolloutEngine:
                 self._check_head()
                 if attempt == retries:
                     raise ClusterError(f"rollout shard {index} failed on {attempt + 1} actors; "
-                                       f"last error: {_first_line(exc)}") from None
+                                       f"last error: {first_line(exc)}") from None
                 log.warning("rollout actor %d died (%s); retrying its %d prompts on a new one",
-                            index, _first_line(exc), len(prompts))
+                            index, first_line(exc), len(prompts))
                 self._replace(index)
                 call = self.workers[index].generate.remote(prompts, n, params)
         raise AssertionError("unreachable")
@@ -161,21 +163,11 @@ class RayRolloutEngine:
 def _reserve(ray: Any, settings: RaySettings) -> Any:
     """A placement group with one bundle per rollout worker, spread over nodes where it
     can be, reserved as a whole (a replacement actor reuses its bundle)."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-
     bundle = {"CPU": settings.cpus_per_rollout_worker}
     if settings.gpus_per_rollout_worker:
         bundle["GPU"] = settings.gpus_per_rollout_worker
-    group = placement_group([bundle] * settings.rollout_workers, strategy="SPREAD")
-    try:
-        ray.get(group.ready(), timeout=settings.placement_timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        remove_placement_group(group)
-        raise ClusterError(
-            f"the Ray cluster could not place {settings.rollout_workers} rollout workers of "
-            f"{bundle} within {settings.placement_timeout_s:g} s; `ray status` shows what "
-            "is free") from None
-    return group
+    return reserve(ray, bundle, settings.rollout_workers, "rollout workers", "SPREAD",
+                   settings.placement_timeout_s)
 
 
 def _cpu_copy(model: Any) -> Any:
@@ -184,7 +176,3 @@ def _cpu_copy(model: Any) -> Any:
         return model
     return copy.deepcopy(model).to("cpu")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
