@@ -18,6 +18,7 @@ from ray_task import ray_task_config
 
 from openrft.distributed.settings import RaySettings
 from openrft.rl.config import config_from_dict
+from openrft.rl.reporter import NullReporter
 from openrft.rl.trainer import train
 from openrft.rollout.engine import GenerationParams
 
@@ -266,3 +267,62 @@ def test_async_mode_on_ray_matches_the_local_async_mode(ray_cluster, tiny_model_
     for name, tensor in adapter(on_ray).items():
         assert torch.equal(tensor, local_weights[name]), name
 
+
+class AfterFirstStep(NullReporter):
+    """Kills the rollout actor once step 1 is reported, while it is in a `generate` call
+    (Ray titles an actor's process `ray::Class.method` while it runs one): with
+    max_staleness 1 the actor is then sampling a later batch ahead of the trainer."""
+
+    def __init__(self) -> None:
+        self.stepped = threading.Event()
+        self.killed: list[int] = []
+        self.watcher = threading.Thread(target=self._kill_when_generating, daemon=True)
+        self.watcher.start()
+
+    def on_step(self, metrics: dict) -> None:
+        self.stepped.set()
+
+    def _kill_when_generating(self) -> None:
+        import psutil
+
+        self.stepped.wait(timeout=300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for process in psutil.process_iter(["cmdline"]):
+                if "ray::RolloutWorker.generate" in " ".join(process.info["cmdline"] or []):
+                    process.kill()
+                    self.killed.append(process.pid)
+                    return
+            time.sleep(0.005)
+
+
+def test_async_mode_killed_rollout_actor_is_replaced_and_its_prompts_retried(
+        ray_cluster, tiny_model_dir, toy_train_file, tmp_path):
+    """max_staleness 1 on the cluster, the rollout actor killed in the middle of sampling
+    ahead: its prompts run again on a new actor with the same shard seed, so the run ends
+    with its 3 steps, bit for bit the local async run, and a warn event says so."""
+    on_ray, local = tmp_path / "ray", tmp_path / "local"
+    long = {"max_staleness": 1, "max_tokens": 128}  # a generate call long enough to hit
+    killer = AfterFirstStep()
+    result = train(config_from_dict(ray_task_config(
+        tiny_model_dir, toy_train_file, on_ray, "ray", ray_cluster.address, **long)), killer)
+    killer.watcher.join(timeout=1)
+    assert len(killer.killed) == 1, "no generate call was caught in flight"
+    assert result.steps == 3
+    train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, local, "local",
+                                           **long)))
+    events = [json.loads(line) for line in (on_ray / "events.jsonl").read_text().splitlines()]
+    retried = [e for e in events if e["level"] == "warn" and "rollout actor 0 died" in
+               e["message"] and e["message"].endswith("retrying its 2 prompts on a new one")]
+    assert len(retried) == 1, [e["message"] for e in events]
+    ray_rows, local_rows = metrics(on_ray), metrics(local)
+    assert [r["step"] for r in ray_rows] == [1, 2, 3]
+    assert [(r["policy_version"], r["staleness"]) for r in ray_rows] == [(0, 0), (0, 1), (1, 1)]
+    for ray_row, local_row in zip(ray_rows, local_rows, strict=True):
+        for key in ("train_reward_mean", "completion_tokens_mean", "loss"):
+            assert ray_row[key] == local_row[key], key
+    assert [s["output_text"] for s in samples(on_ray)] == \
+           [s["output_text"] for s in samples(local)]
+    local_weights = adapter(local)
+    for name, tensor in adapter(on_ray).items():
+        assert torch.equal(tensor, local_weights[name]), name

@@ -24,6 +24,8 @@ class Backend:
     engine: RolloutEngine
     reward_fn: RewardFn
     close: Callable[[], None]  # releases graders, actors and the cluster connection
+    notices: Callable[[], list[str]] = list  # drains what the run's events should say
+    # (a Ray rollout actor replaced, ...); the local backend has nothing to say
 
 
 def open_backend(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend:
@@ -57,7 +59,7 @@ def _open_ray(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend:
         _close_all(opened)
         raise
     opened.append(grading.close)
-    return Backend(engine, grading, lambda: _close_all(opened))
+    return Backend(engine, grading, lambda: _close_all(opened), engine.drain_notices)
 
 
 def _close_all(opened: list[Callable[[], None]]) -> None:
