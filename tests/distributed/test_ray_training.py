@@ -133,8 +133,8 @@ def test_two_data_parallel_trainers_match_the_local_backend(ray_cluster, tiny_mo
 
 def test_a_cluster_too_small_for_the_trainers_fails_in_one_line(ray_cluster, tiny_model_dir,
                                                                 toy_train_file, tmp_path):
-    """2 trainers x 1 CPU + 1 rollout worker x 1 CPU do not fit the 2-CPU cluster: the run
-    stops before reserving anything, naming the knobs."""
+    """2 trainers x 1 CPU + 1 rollout worker x 1 CPU (+ 0.5 for grading) do not fit the
+    2-CPU cluster: the run stops before reserving anything, naming the knobs."""
     from openrft.distributed.cluster import ClusterError
 
     config = ray_task_config(tiny_model_dir, toy_train_file, tmp_path / "run", "ray",
@@ -142,8 +142,9 @@ def test_a_cluster_too_small_for_the_trainers_fails_in_one_line(ray_cluster, tin
     with pytest.raises(ClusterError) as error:
         train(config_from_dict(config))
     assert str(error.value) == (
-        "the Ray cluster has 2 CPUs but expert.ray asks for 3: 2 trainers x 1 "
-        "(cpus_per_trainer) + 1 rollout workers x 1 (cpus_per_rollout_worker)")
+        "the Ray cluster has 2 CPUs but expert.ray asks for 3.5: 2 trainers x 1 "
+        "(cpus_per_trainer) + 1 rollout workers x 1 (cpus_per_rollout_worker) + one "
+        "grading task's 0.5 (cpus_per_grading_task)")
 
 
 def test_killed_rollout_actor_mid_generation_is_replaced_and_its_prompts_retried(

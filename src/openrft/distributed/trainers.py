@@ -46,15 +46,20 @@ GLOO_TIMEOUT_S = 600.0  # how long a rank waits for the others in one collective
 
 
 def check_capacity(cluster_cpus: float, settings: RaySettings) -> None:
-    """One line naming the knobs when the trainers and rollout workers cannot all fit."""
-    needed = (settings.trainers * settings.cpus_per_trainer
-              + settings.rollout_workers * settings.cpus_per_rollout_worker)
+    """One line naming the knobs when the actors a run reserves (trainers, when more than
+    one, and rollout workers) leave no room for a grading task: a run that started
+    anyway would wait forever for its placement or its grading."""
+    trainers = settings.trainers if settings.trainers > 1 else 0  # 1: in the driver
+    needed = (trainers * settings.cpus_per_trainer
+              + settings.rollout_workers * settings.cpus_per_rollout_worker
+              + settings.cpus_per_grading_task)
     if needed > cluster_cpus:
         raise ClusterError(
             f"the Ray cluster has {cluster_cpus:g} CPUs but expert.ray asks for {needed:g}: "
-            f"{settings.trainers} trainers x {settings.cpus_per_trainer:g} "
-            f"(cpus_per_trainer) + {settings.rollout_workers} rollout workers x "
-            f"{settings.cpus_per_rollout_worker:g} (cpus_per_rollout_worker)")
+            f"{trainers} trainers x {settings.cpus_per_trainer:g} (cpus_per_trainer) + "
+            f"{settings.rollout_workers} rollout workers x "
+            f"{settings.cpus_per_rollout_worker:g} (cpus_per_rollout_worker) + one grading "
+            f"task's {settings.cpus_per_grading_task:g} (cpus_per_grading_task)")
 
 
 @dataclass
@@ -144,7 +149,6 @@ class RayTrainers:
         if rows < settings.trainers:
             raise ClusterError(f"expert.ray.trainers is {settings.trainers} but a step has "
                                f"only {rows} sequences to share between them")
-        check_capacity(self.ray.cluster_resources().get("CPU", 0.0), settings)
         self._group = reserve(self.ray, {"CPU": settings.cpus_per_trainer}, settings.trainers,
                               "trainers", "PACK", settings.placement_timeout_s)
         self.ranks = self._start(cfg, policy, settings)

@@ -39,15 +39,16 @@ def open_backend(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend
 def _open_ray(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend:
     """Rollout actors and grading tasks; with `ray.trainers` > 1 also the data-parallel
     trainer actors, which then run the policy's update (distributed/trainers.py)."""
-    from openrft.distributed.cluster import connect, disconnect
+    from openrft.distributed.cluster import connect, disconnect, require_ray
     from openrft.distributed.grading import RayGrading
     from openrft.distributed.rollout import RayRolloutEngine
-    from openrft.distributed.trainers import DataParallelPath, RayTrainers
+    from openrft.distributed.trainers import DataParallelPath, RayTrainers, check_capacity
 
     settings = cfg.ray
     started = connect(settings.address)
     opened: list[Callable[[], None]] = [disconnect] if started else []
     try:
+        check_capacity(require_ray().cluster_resources().get("CPU", 0.0), settings)
         if settings.trainers > 1:
             trainers = RayTrainers(cfg, policy, settings)
             opened.append(trainers.close)
