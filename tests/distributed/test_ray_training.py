@@ -90,24 +90,54 @@ def test_ray_backend_matches_the_local_backend(ray_run, tiny_model_dir, toy_trai
             assert torch.equal(tensor, local_weights[name]), name
 
 
+class KillAfterStep(NullReporter):
+    """SIGKILLs the first process whose title holds `title` once step `step` is reported."""
+
+    def __init__(self, title: str, step: int = 1) -> None:
+        self.title, self.step = title, step
+        self.killed: list[int] = []
+
+    def on_step(self, metrics: dict) -> None:
+        import psutil
+
+        if metrics["step"] != self.step:
+            return
+        for process in psutil.process_iter(["cmdline"]):
+            if self.title in " ".join(process.info["cmdline"] or []):
+                process.kill()
+                self.killed.append(process.pid)
+                return
+
+
 def test_two_data_parallel_trainers_match_the_local_backend(ray_cluster, tiny_model_dir,
                                                            toy_train_file, tmp_path):
     """`ray.trainers: 2`: two trainer actors each update on half of every batch and sum
     their gradients over gloo. The run equals the local one-process run on the plain path
     (which the trainers run) up to float summation order: the same samples and rewards,
-    losses within 1e-6, and weights within 1e-4, 1% of one AdamW step (~lr = 1e-2)."""
+    losses within 1e-6, and weights within 1e-4, 1% of one AdamW step (~lr = 1e-2).
+    A trainer actor killed after step 1 fails step 2's update: both trainers restart from
+    the driver's copy (rank 0's weights, AdamW moments and schedule) and run it again, so
+    the run still matches, with a warn event."""
     two, local = tmp_path / "two", tmp_path / "local"
     settings = {"address": ray_cluster.address, "trainers": 2, "cpus_per_trainer": 0.5,
                 "cpus_per_rollout_worker": 0.5, "grading_tasks": 1}
+    killer = KillAfterStep("ray::TrainerRank")
     train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, two, "ray",
-                                           ray=settings)))
+                                           ray=settings)), killer)
+    assert len(killer.killed) == 1
+    events = [json.loads(line) for line in (two / "events.jsonl").read_text().splitlines()]
+    restarts = [e["message"] for e in events
+                if e["level"] == "warn" and e["message"].startswith("a trainer actor failed")]
+    assert len(restarts) == 1, [e["message"] for e in events]
+    assert restarts[0].endswith("the 2 trainers restart from the last update and run this "
+                                "one again")
     train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, local, "local",
                                            fast_path="off")))
     from ray.util.state import list_actors
 
     ranks = list_actors(address=ray_cluster.dashboard_url, detail=True,
                         filters=[("class_name", "=", "TrainerRank")])
-    assert len(ranks) == 2 and {a.state for a in ranks} == {"DEAD"}  # ran, then released
+    assert len(ranks) == 4 and {a.state for a in ranks} == {"DEAD"}  # 2 + 2 restarted
     on_ray, here = metrics(two), metrics(local)
     assert [r["step"] for r in on_ray] == [1, 2, 3]
     assert len({r["train_reward_mean"] for r in here}) > 1  # groups differ: weights move

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from openrft.errors import OpenRFTError
@@ -123,3 +124,23 @@ def reserve(ray: Any, bundle: dict[str, float], count: int, what: str, strategy:
             f"the Ray cluster could not place {count} {what} of {bundle} within "
             f"{timeout_s:g} s; `ray status` shows what is free") from None
     return group
+
+
+class Notices:
+    """What a run's events should say about its actors (one replaced, ...), logged as it
+    happens and collected until the training loop drains them; the async mode's thread
+    adds to them too."""
+
+    def __init__(self) -> None:
+        self._messages: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, message: str) -> None:
+        log.warning("%s", message)
+        with self._lock:
+            self._messages.append(message)
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            messages, self._messages = self._messages, []
+        return messages

@@ -28,7 +28,8 @@ from openrft.rl.step import PassTotals, Policy, UpdateStats, batch_sizes, update
 from openrft.rl.weights import Weights
 
 
-def gloo_group(store: dist.Store, rank: int, world: int, timeout_s: float) -> dist.ProcessGroup:
+def gloo_group(store: dist.Store, rank: int, world: int, timeout_s: float
+               ) -> dist.ProcessGroupGloo:
     """A gloo process group of `world` ranks meeting at `store` (CPU tensors)."""
     return dist.ProcessGroupGloo(store, rank, world, timedelta(seconds=timeout_s))
 
@@ -47,7 +48,7 @@ class SumOverRanks:
     """`ReducePass` of rl/step.py: sums the trainable gradients and the pass totals over
     the group's ranks, in place."""
 
-    def __init__(self, group: dist.ProcessGroup) -> None:
+    def __init__(self, group: dist.ProcessGroupGloo) -> None:
         self.group = group
 
     def __call__(self, policy: Policy, totals: PassTotals) -> None:
@@ -67,7 +68,7 @@ class SumOverRanks:
 
 def sharded_update(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
-    rank: int, world: int, group: dist.ProcessGroup, behaviour: Weights | None = None,
+    rank: int, world: int, group: dist.ProcessGroupGloo, behaviour: Weights | None = None,
 ) -> UpdateStats:
     """This rank's part of the update of the whole `batch` (every rank gets all of it and
     takes its rows, so the padding and the normalisers are the whole batch's)."""

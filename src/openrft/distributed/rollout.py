@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 
 from openrft.distributed.cluster import (
     ClusterError,
+    Notices,
     first_line,
     head_reachable,
     lost_head_error,
@@ -77,8 +77,7 @@ class RayRolloutEngine:
         self._tokenizer = self.ray.put(tokenizer)
         self._weights: Any = None  # ObjectRef of the latest trainable weights
         self.replaced = 0  # actors replaced after they died
-        self._notices: list[str] = []  # what the run's events should say, until drained
-        self._notices_lock = threading.Lock()  # the async mode's thread adds to them
+        self.notices = Notices()  # actors replaced, for the run's events
         self._group = _reserve(self.ray, settings)
         self.workers = [self._start_worker(i) for i in range(settings.rollout_workers)]
 
@@ -109,21 +108,9 @@ class RayRolloutEngine:
                 wait(worker.load_weights.remote(self._weights))
             except self.ray.exceptions.RayActorError as exc:
                 self._check_head()
-                self._notice(f"rollout actor {i} died ({first_line(exc)}); a new one takes "
-                             "the weights")
+                self.notices.add(f"rollout actor {i} died ({first_line(exc)}); a new one "
+                                 "takes the weights")
                 self._replace(i)
-
-    def drain_notices(self) -> list[str]:
-        """What happened to the actors since the last call (replacements), for the run's
-        events."""
-        with self._notices_lock:
-            notices, self._notices = self._notices, []
-        return notices
-
-    def _notice(self, message: str) -> None:
-        log.warning("%s", message)
-        with self._notices_lock:
-            self._notices.append(message)
 
     def close(self) -> None:
         """Release the actors and their reservation (nothing to release on a lost head)."""
@@ -147,8 +134,8 @@ class RayRolloutEngine:
                 if attempt == retries:
                     raise ClusterError(f"rollout shard {index} failed on {attempt + 1} actors; "
                                        f"last error: {first_line(exc)}") from None
-                self._notice(f"rollout actor {index} died ({first_line(exc)}); retrying "
-                             f"its {len(prompts)} prompts on a new one")
+                self.notices.add(f"rollout actor {index} died ({first_line(exc)}); "
+                                 f"retrying its {len(prompts)} prompts on a new one")
                 self._replace(index)
                 call = self.workers[index].generate.remote(prompts, n, params)
         raise AssertionError("unreachable")

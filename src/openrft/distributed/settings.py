@@ -39,3 +39,6 @@ class RaySettings(StrictModel):
     (distributed/trainers.py). 1: the update runs in the driving process."""
     cpus_per_trainer: float = Field(default=1.0, gt=0)
     """CPUs each trainer actor reserves (also its torch thread count)."""
+    max_trainer_retries: int = Field(default=1, ge=0)
+    """Times one update runs again, on trainers restarted from the driver's copy of the
+    policy, after a trainer actor died."""

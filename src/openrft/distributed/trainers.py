@@ -25,8 +25,10 @@ import torch
 
 from openrft.distributed.cluster import (
     ClusterError,
+    Notices,
     first_line,
     head_reachable,
+    lost_head_error,
     require_ray,
     reserve,
     wait,
@@ -131,14 +133,6 @@ class TrainerRank:
         return (stats, trainable_weights(self.policy.model),
                 self.policy.optimizer.state_dict(), self.policy.scheduler.state_dict())
 
-    def weights(self) -> Weights:
-        return trainable_weights(self.policy.model)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
-
 
 class RayTrainers:
     """`settings.trainers` TrainerRank actors, started from the driver's policy."""
@@ -149,39 +143,63 @@ class RayTrainers:
         if rows < settings.trainers:
             raise ClusterError(f"expert.ray.trainers is {settings.trainers} but a step has "
                                f"only {rows} sequences to share between them")
+        self.cfg, self.settings = cfg, settings
+        self.notices = Notices()  # trainers restarted, for the run's events
         self._group = reserve(self.ray, {"CPU": settings.cpus_per_trainer}, settings.trainers,
                               "trainers", "PACK", settings.placement_timeout_s)
-        self.ranks = self._start(cfg, policy, settings)
-        host, port = wait(self.ranks[0].serve_store.remote())
-        wait([rank.join.remote(host, port) for rank in self.ranks])
+        self.ranks: list[Any] = []
+        self._start(policy)
 
-    def _start(self, cfg: ResolvedConfig, policy: Policy, settings: RaySettings) -> list[Any]:
+    def _start(self, policy: Policy) -> None:
+        """Start every rank from `policy`'s state and let them meet."""
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        settings = self.settings
         actor = self.ray.remote(TrainerRank)
         start = self.ray.put(StartState.of(policy))
         threads = max(1, int(settings.cpus_per_trainer))
-        return [actor.options(
+        self.ranks = [actor.options(
             num_cpus=settings.cpus_per_trainer, max_restarts=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=self._group, placement_group_bundle_index=rank),
-        ).remote(cfg, start, rank, settings.trainers, threads)
+        ).remote(self.cfg, start, rank, settings.trainers, threads)
             for rank in range(settings.trainers)]
+        host, port = wait(self.ranks[0].serve_store.remote())
+        wait([rank.join.remote(host, port) for rank in self.ranks])
 
     def update(self, policy: Policy, batch: TokenBatch, advantages: torch.Tensor,
                behaviour: Weights | None) -> UpdateStats:
-        """Run the update on the ranks and load rank 0's result into `policy`."""
+        """Run the update on the ranks and load rank 0's result into `policy`. When a rank
+        dies, every rank restarts from `policy`, which still holds the state before this
+        update (the mirror of the last one), and the update runs again: the same result."""
+        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError)
         shared = [self.ray.put(value) for value in (batch, advantages, behaviour)]
-        calls = [rank.update.remote(*shared) for rank in self.ranks]
-        try:
-            stats, weights, optimizer_state, scheduler_state = wait_each(calls)[0]
-        except self.ray.exceptions.RayActorError as exc:
-            raise ClusterError(f"a trainer actor died during the update ({first_line(exc)}); "
-                               "checkpoints are kept, resume the run") from None
+        retries = self.settings.max_trainer_retries
+        for attempt in range(retries + 1):
+            try:
+                result = wait_each([rank.update.remote(*shared) for rank in self.ranks])[0]
+                break
+            except errors as exc:  # a rank died, or its peer's death broke its collective
+                if not head_reachable():
+                    raise lost_head_error() from None
+                if attempt == retries:
+                    raise ClusterError(f"the trainers failed {attempt + 1} times on one update; "
+                                       f"last error: {first_line(exc)}") from None
+                self.notices.add(f"a trainer actor failed ({first_line(exc)}); the "
+                                 f"{len(self.ranks)} trainers restart from the last update "
+                                 "and run this one again")
+                self._kill_ranks()
+                self._start(policy)
+        stats, weights, optimizer_state, scheduler_state = result
         load_weights(policy.model, weights)
         policy.optimizer.load_state_dict(optimizer_state)
         policy.scheduler.load_state_dict(scheduler_state)
         return stats
+
+    def _kill_ranks(self) -> None:
+        for rank in self.ranks:
+            self.ray.kill(rank, no_restart=True)
+        self.ranks = []
 
     def close(self) -> None:
         """Release the actors and their reservation (nothing to release on a lost head)."""
@@ -189,9 +207,7 @@ class RayTrainers:
 
         if not head_reachable():
             return
-        for rank in self.ranks:
-            self.ray.kill(rank, no_restart=True)
-        self.ranks = []
+        self._kill_ranks()
         remove_placement_group(self._group)
 
 

@@ -49,18 +49,22 @@ def _open_ray(cfg: ResolvedConfig, policy: Policy, tokenizer: Any) -> Backend:
     opened: list[Callable[[], None]] = [disconnect] if started else []
     try:
         check_capacity(require_ray().cluster_resources().get("CPU", 0.0), settings)
+        notices = []
         if settings.trainers > 1:
             trainers = RayTrainers(cfg, policy, settings)
             opened.append(trainers.close)
+            notices.append(trainers.notices)
             policy.path = DataParallelPath(trainers)
         engine = RayRolloutEngine(policy.model, tokenizer, settings, cfg.engine)
         opened.append(engine.close)
+        notices.append(engine.notices)
         grading = RayGrading(cfg.grader, settings)
     except BaseException:
         _close_all(opened)
         raise
     opened.append(grading.close)
-    return Backend(engine, grading, lambda: _close_all(opened), engine.drain_notices)
+    return Backend(engine, grading, lambda: _close_all(opened),
+                   lambda: [message for source in notices for message in source.drain()])
 
 
 def _close_all(opened: list[Callable[[], None]]) -> None:
