@@ -19,17 +19,12 @@ from openrft.rl.policy_setup import build_policy, make_generation_params, make_r
 from openrft.rl.step import Policy, UpdateStats, update_policy
 from openrft.rl.weights import Weights
 from openrft.rollout.engine import GenerationParams
+from rl_task import one_torch_thread  # autouse: one thread per rank, as in tests/rl
+
+__all__ = ["one_torch_thread"]
 
 PROMPTS = [[{"role": "user", "content": text}] for text in ("hi", "what is 2+2?", "go")]
 GROUP = 4
-
-
-@pytest.fixture(autouse=True)
-def one_thread_per_rank():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def policy_and_batch(make_config, **expert) -> tuple[Policy, object, TokenBatch]:
