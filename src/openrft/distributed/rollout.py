@@ -73,7 +73,7 @@ class RayRolloutEngine:
         self.ray = require_ray()
         self.settings, self.engine_kind = settings, engine
         self._actor_class = self.ray.remote(RolloutWorker)
-        self._model = self.ray.put(_cpu_copy(model))
+        self._model = self.ray.put(cpu_copy(model))
         self._tokenizer = self.ray.put(tokenizer)
         self._weights: Any = None  # ObjectRef of the latest trainable weights
         self.replaced = 0  # actors replaced after they died
@@ -174,7 +174,7 @@ def _reserve(ray: Any, settings: RaySettings) -> Any:
                    settings.placement_timeout_s)
 
 
-def _cpu_copy(model: Any) -> Any:
+def cpu_copy(model: Any) -> Any:
     """The model as the object store ships it: itself on CPU, else a CPU copy."""
     if all(p.device.type == "cpu" for p in model.parameters()):
         return model

@@ -34,6 +34,7 @@ from openrft.distributed.cluster import (
     wait,
     wait_each,
 )
+from openrft.distributed.rollout import cpu_copy
 from openrft.distributed.settings import RaySettings
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
@@ -78,8 +79,12 @@ class StartState:
 
     @classmethod
     def of(cls, policy: Policy) -> StartState:
-        return cls(policy.model, policy.reference, policy.pad_token_id, policy.autocast_dtype,
-                   policy.optimizer.state_dict(), policy.scheduler.state_dict())
+        """The driver's state as the trainers take it: the models on CPU (gloo's tensors;
+        a GPU driver's copies are shipped to CPU, untried on a GPU)."""
+        reference = None if policy.reference is None else cpu_copy(policy.reference)
+        return cls(cpu_copy(policy.model), reference, policy.pad_token_id,
+                   policy.autocast_dtype, policy.optimizer.state_dict(),
+                   policy.scheduler.state_dict())
 
 
 class TrainerRank:
