@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The Ray instance each run starts is one machine: loopback addresses only, as in the tests.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def run_one(args: argparse.Namespace) -> None:
     """Child process: one training run; prints its per-step metrics as JSON."""
