@@ -187,11 +187,13 @@ def accumulate_gradients(
     sizes: BatchSizes,
     with_entropy: bool,
     logprobs: LogProbs,
+    micro: int | None = None,
 ) -> PassTotals:
-    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
+    """Forward/backward over micro-batches of `micro` rows (default `micro_batch_rows`);
+    the losses sum to the batch's."""
     model = policy.model
     n = len(batch)
-    micro = max(1, -(-n // cfg.grad_accum_steps))  # ceil
+    micro = micro or micro_batch_rows(batch, cfg)
     totals = PassTotals()
     device = next(model.parameters()).device
     for start in range(0, n, micro):
@@ -219,6 +221,16 @@ def accumulate_gradients(
         if entropy is not None:
             totals.entropy += float((entropy * mask).sum())
     return totals
+
+
+def micro_batch_rows(batch: TokenBatch, cfg: ResolvedConfig) -> int:
+    """Rows per forward/backward: the batch in grad_accum_steps parts, smaller still where
+    a part would run more than micro_batch_tokens tokens (its activations are held for
+    the backward, and an episode's rows are long)."""
+    rows = max(1, -(-len(batch) // cfg.grad_accum_steps))  # ceil
+    if cfg.micro_batch_tokens is not None:
+        rows = min(rows, max(1, cfg.micro_batch_tokens // batch.input_ids.shape[1]))
+    return rows
 
 
 def optimizer_step(policy: Policy, cfg: ResolvedConfig) -> float:
