@@ -42,12 +42,19 @@ def test_rows_per_micro_batch_follow_grad_accum_steps_and_the_token_budget(tiny_
     _, tokenizer = tiny_model
     batch = pack_samples(episode_samples(tokenizer, 6), tokenizer.pad_token_id)
     width = batch.input_ids.shape[1]
-    assert micro_batch_rows(batch, config(micro_batch_tokens=None)) == 6
-    assert micro_batch_rows(batch, config(micro_batch_tokens=None, grad_accum_steps=4)) == 2
-    assert micro_batch_rows(batch, config(micro_batch_tokens=2 * width + 1)) == 2
-    assert micro_batch_rows(batch, config(micro_batch_tokens=1)) == 1  # at least one row
-    assert micro_batch_rows(batch, config(micro_batch_tokens=10**6, grad_accum_steps=3)) == 2
-    assert config().micro_batch_tokens == 4096  # the default
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+
+    def rows(device=cpu, **expert):
+        return micro_batch_rows(batch, config(**expert), device)
+
+    assert rows(micro_batch_tokens=None) == 6
+    assert rows(micro_batch_tokens=None, grad_accum_steps=4) == 2
+    assert rows(micro_batch_tokens=2 * width + 1) == 2
+    assert rows(micro_batch_tokens=1) == 1  # at least one row
+    assert rows(micro_batch_tokens=10**6, grad_accum_steps=3) == 2
+    # auto: 1024 tokens on the CPU, no limit on a GPU
+    assert config().micro_batch_tokens == "auto"
+    assert rows() == min(6, 1024 // width) and rows(gpu) == 6
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])

@@ -193,9 +193,9 @@ def accumulate_gradients(
     the losses sum to the batch's."""
     model = policy.model
     n = len(batch)
-    micro = micro or micro_batch_rows(batch, cfg)
-    totals = PassTotals()
     device = next(model.parameters()).device
+    micro = micro or micro_batch_rows(batch, cfg, device)
+    totals = PassTotals()
     for start in range(0, n, micro):
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
@@ -223,13 +223,19 @@ def accumulate_gradients(
     return totals
 
 
-def micro_batch_rows(batch: TokenBatch, cfg: ResolvedConfig) -> int:
+CPU_MICRO_BATCH_TOKENS = 1024  # micro_batch_tokens "auto" on the CPU (docs/agentic.md)
+
+
+def micro_batch_rows(batch: TokenBatch, cfg: ResolvedConfig, device: torch.device) -> int:
     """Rows per forward/backward: the batch in grad_accum_steps parts, smaller still where
     a part would run more than micro_batch_tokens tokens (its activations are held for
     the backward, and an episode's rows are long)."""
     rows = max(1, -(-len(batch) // cfg.grad_accum_steps))  # ceil
-    if cfg.micro_batch_tokens is not None:
-        rows = min(rows, max(1, cfg.micro_batch_tokens // batch.input_ids.shape[1]))
+    budget = cfg.micro_batch_tokens
+    if budget == "auto":
+        budget = CPU_MICRO_BATCH_TOKENS if device.type == "cpu" else None
+    if budget is not None:
+        rows = min(rows, max(1, budget // batch.input_ids.shape[1]))
     return rows
 
 
