@@ -99,6 +99,7 @@ class CachedTurns:
     def _turn(self, chunk: _Chunk | None, keys: list[int], rows: list[list[int]]
               ) -> tuple[list[Turn], _Chunk]:
         """Decode one chunk's rows: a fresh prefill (no chunk yet) or a continued cache."""
+        fed: list[list[int]]
         if chunk is None:
             forward, past, fed = self.new_forward(), None, [[] for _ in rows]
         else:
