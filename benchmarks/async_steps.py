@@ -1,6 +1,7 @@
 """Seconds per step of the synchronous and the async mode (`expert.max_staleness`), on
-the local backend and on Ray, with the same tiny task: does sampling step t+1 while step t
-updates pay on this machine?
+the local backend and on Ray (with one or more data-parallel trainer actors,
+`expert.ray.trainers`), with the same tiny task: does sampling step t+1 while step t
+updates pay on this machine, and do two trainers?
 
 Each configuration trains `--steps` steps in a fresh process (Ray: a Ray instance started
 for the run, stopped at its end) and reports medians over steps 2..N (step 1 has nothing
@@ -9,6 +10,10 @@ The configurations run interleaved `--repeats` times (the machine's load drifts)
 table gives the median over the repeats of each number.
 
     python benchmarks/async_steps.py --backends local,ray --staleness 0,1 --steps 12
+    python benchmarks/async_steps.py --backends ray --staleness 0 --trainers 1,2
+
+Ray's actors each reserve half a CPU (rollout worker, trainers) and one grading task
+half a CPU, so two trainers fit a 2-CPU machine; every process runs `--threads` threads.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# The Ray instance each run starts is one machine: loopback addresses only, as in the tests.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def run_one(args: argparse.Namespace) -> None:
@@ -52,16 +60,19 @@ def run_one(args: argparse.Namespace) -> None:
                    "max_steps": args.steps, "save_every": 10_000, "preflight": False,
                    "base_learning_rate": 1e-3, "backend": args.backend,
                    "max_staleness": args.max_staleness, "reuse_rollout_forward": False,
-                   "ray": {"cpus_per_rollout_worker": 1, "grading_tasks": 1}},
+                   "ray": {"cpus_per_rollout_worker": 0.5, "grading_tasks": 1,
+                           "trainers": int(args.trainers), "cpus_per_trainer": 0.5}},
     }))
     rows = [json.loads(line) for line in (root / "run" / "metrics.jsonl").open()]
     print(json.dumps({"rows": rows, "wall_s": time.perf_counter() - started}))
 
 
-def measure(args: argparse.Namespace, backend: str, staleness: int) -> dict[str, Any]:
+def measure(args: argparse.Namespace, backend: str, staleness: int, trainers: int
+            ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         argv = [sys.executable, __file__, "--one", "--workdir", workdir, "--backend", backend,
-                "--max-staleness", str(staleness), "--steps", str(args.steps),
+                "--max-staleness", str(staleness), "--trainers", str(trainers),
+                "--steps", str(args.steps),
                 "--prompts", str(args.prompts), "--group", str(args.group),
                 "--tokens", str(args.tokens), "--threads", str(args.threads)]
         if args.model:
@@ -70,7 +81,7 @@ def measure(args: argparse.Namespace, backend: str, staleness: int) -> dict[str,
     result = json.loads(out.strip().splitlines()[-1])
     later = result["rows"][1:]
     median = statistics.median
-    return {"backend": backend, "max_staleness": staleness,
+    return {"backend": backend, "max_staleness": staleness, "trainers": trainers,
             "step_s": median(r["step_seconds"] for r in later),
             "sampling_s": median(r["sampling_seconds"] for r in later),
             "training_s": median(r["training_seconds"] for r in later),
@@ -88,6 +99,7 @@ def main() -> None:
     parser.add_argument("--model", help="model directory (default: the tiny test model)")
     parser.add_argument("--backends", default="local,ray")
     parser.add_argument("--staleness", default="0,1", help="max_staleness values")
+    parser.add_argument("--trainers", default="1", help="expert.ray.trainers values (ray)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--group", type=int, default=4)
@@ -99,23 +111,25 @@ def main() -> None:
         run_one(args)
         return
     load_before = os.getloadavg()[0]
-    configs = [(backend, int(k)) for backend in args.backends.split(",")
-               for k in args.staleness.split(",")]
-    runs = [measure(args, backend, k) for _ in range(args.repeats) for backend, k in configs]
+    trainer_counts = [int(t) for t in str(args.trainers).split(",")]
+    configs = [(backend, int(k), t) for backend in args.backends.split(",")
+               for k in args.staleness.split(",")
+               for t in (trainer_counts if backend == "ray" else [1])]
+    runs = [measure(args, *config) for _ in range(args.repeats) for config in configs]
     cells = []
-    for backend, k in configs:
-        mine = [r for r in runs if (r["backend"], r["max_staleness"]) == (backend, k)]
+    for config in configs:
+        mine = [r for r in runs if (r["backend"], r["max_staleness"], r["trainers"]) == config]
         cells.append({key: statistics.median(r[key] for r in mine)
                       if isinstance(mine[0][key], float) else mine[0][key] for key in mine[0]})
     print(f"{args.prompts} prompts x {args.group} completions x {args.tokens} tokens, "
           f"{args.steps} steps, {args.repeats} repeats, torch threads {args.threads}, "
           f"{os.cpu_count()} cpus, load average before {load_before:.2f} "
           f"after {os.getloadavg()[0]:.2f}")
-    print("| backend | max_staleness | s/step | sampling s | update s | steps 2-N s "
-          "| whole run s | staleness seen |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| backend | max_staleness | trainers | s/step | sampling s | update s "
+          "| steps 2-N s | whole run s | staleness seen |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in cells:
-        print(f"| {c['backend']} | {c['max_staleness']} | {c['step_s']:.3f} "
+        print(f"| {c['backend']} | {c['max_staleness']} | {c['trainers']} | {c['step_s']:.3f} "
               f"| {c['sampling_s']:.3f} | {c['training_s']:.3f} | {c['steps_2_to_n_s']:.2f} "
               f"| {c['run_s']:.1f} | {c['staleness']} |")
 

@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from rl_task import make_config, toy_files
+
+__all__ = ["make_config", "toy_files"]
+
 
 @pytest.fixture
 def ray_driver(ray_cluster: Any) -> Iterator[Any]:

@@ -46,3 +46,25 @@ def test_a_cluster_too_small_for_the_rollout_workers_fails_clearly(ray_driver, t
     # the failed reservation is withdrawn: a fitting engine still starts afterwards
     fitting = RayRolloutEngine(model, tokenizer, RaySettings(placement_timeout_s=60))
     fitting.close()
+
+
+def test_a_local_instance_listens_on_the_loopback_interface_only(monkeypatch):
+    """No address and no RAY_ADDRESS: the run starts its own Ray and ends it, its
+    processes gone after disconnect. Under the tests (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+    tests/conftest.py) that instance is reachable from this machine only."""
+    import psutil
+
+    from openrft.distributed.cluster import connect, disconnect, head_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    before = {p.pid for p in psutil.process_iter()}
+    assert connect(None)
+    try:
+        host, _, _ = head_address().rpartition(":")
+        assert host == "127.0.0.1"
+    finally:
+        disconnect()
+    started = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+               and "ray" in " ".join(p.info["cmdline"] or []).lower()]
+    _, alive = psutil.wait_procs(started, timeout=15)
+    assert alive == []

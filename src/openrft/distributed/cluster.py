@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from openrft.errors import OpenRFTError
@@ -86,3 +87,60 @@ def wait(refs: Any) -> Any:
         except ray.exceptions.GetTimeoutError:
             if not head_reachable():
                 raise lost_head_error() from None
+
+
+def wait_each(refs: list[Any]) -> list[Any]:
+    """`wait(refs)`, but the first task to fail raises at once, while the others may
+    still be blocked waiting for it (a rank in a collective whose peer died)."""
+    ray = require_ray()
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1, timeout=HEAD_CHECK_S)
+        if ready:
+            ray.get(ready)  # raises the task's error
+        elif not head_reachable():
+            raise lost_head_error() from None
+    return wait(refs)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (Ray's carry tracebacks), else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def reserve(ray: Any, bundle: dict[str, float], count: int, what: str, strategy: str,
+            timeout_s: float) -> Any:
+    """A placement group of `count` bundles, reserved as a whole within `timeout_s`, else
+    withdrawn and a one-line ClusterError naming `what` could not be placed."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([bundle] * count, strategy=strategy)
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(group)
+        raise ClusterError(
+            f"the Ray cluster could not place {count} {what} of {bundle} within "
+            f"{timeout_s:g} s; `ray status` shows what is free") from None
+    return group
+
+
+class Notices:
+    """What a run's events should say about its actors (one replaced, ...), logged as it
+    happens and collected until the training loop drains them; the async mode's thread
+    adds to them too."""
+
+    def __init__(self) -> None:
+        self._messages: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, message: str) -> None:
+        log.warning("%s", message)
+        with self._lock:
+            self._messages.append(message)
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            messages, self._messages = self._messages, []
+        return messages

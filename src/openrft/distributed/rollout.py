@@ -23,9 +23,12 @@ import torch
 
 from openrft.distributed.cluster import (
     ClusterError,
+    Notices,
+    first_line,
     head_reachable,
     lost_head_error,
     require_ray,
+    reserve,
     wait,
 )
 from openrft.distributed.settings import RaySettings
@@ -70,10 +73,11 @@ class RayRolloutEngine:
         self.ray = require_ray()
         self.settings, self.engine_kind = settings, engine
         self._actor_class = self.ray.remote(RolloutWorker)
-        self._model = self.ray.put(_cpu_copy(model))
+        self._model = self.ray.put(cpu_copy(model))
         self._tokenizer = self.ray.put(tokenizer)
         self._weights: Any = None  # ObjectRef of the latest trainable weights
         self.replaced = 0  # actors replaced after they died
+        self.notices = Notices()  # actors replaced, for the run's events
         self._group = _reserve(self.ray, settings)
         self.workers = [self._start_worker(i) for i in range(settings.rollout_workers)]
 
@@ -102,8 +106,10 @@ class RayRolloutEngine:
         for i, worker in enumerate(self.workers):
             try:
                 wait(worker.load_weights.remote(self._weights))
-            except self.ray.exceptions.RayActorError:
+            except self.ray.exceptions.RayActorError as exc:
                 self._check_head()
+                self.notices.add(f"rollout actor {i} died ({first_line(exc)}); a new one "
+                                 "takes the weights")
                 self._replace(i)
 
     def close(self) -> None:
@@ -127,9 +133,9 @@ class RayRolloutEngine:
                 self._check_head()
                 if attempt == retries:
                     raise ClusterError(f"rollout shard {index} failed on {attempt + 1} actors; "
-                                       f"last error: {_first_line(exc)}") from None
-                log.warning("rollout actor %d died (%s); retrying its %d prompts on a new one",
-                            index, _first_line(exc), len(prompts))
+                                       f"last error: {first_line(exc)}") from None
+                self.notices.add(f"rollout actor {index} died ({first_line(exc)}); "
+                                 f"retrying its {len(prompts)} prompts on a new one")
                 self._replace(index)
                 call = self.workers[index].generate.remote(prompts, n, params)
         raise AssertionError("unreachable")
@@ -161,30 +167,16 @@ class RayRolloutEngine:
 def _reserve(ray: Any, settings: RaySettings) -> Any:
     """A placement group with one bundle per rollout worker, spread over nodes where it
     can be, reserved as a whole (a replacement actor reuses its bundle)."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-
     bundle = {"CPU": settings.cpus_per_rollout_worker}
     if settings.gpus_per_rollout_worker:
         bundle["GPU"] = settings.gpus_per_rollout_worker
-    group = placement_group([bundle] * settings.rollout_workers, strategy="SPREAD")
-    try:
-        ray.get(group.ready(), timeout=settings.placement_timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        remove_placement_group(group)
-        raise ClusterError(
-            f"the Ray cluster could not place {settings.rollout_workers} rollout workers of "
-            f"{bundle} within {settings.placement_timeout_s:g} s; `ray status` shows what "
-            "is free") from None
-    return group
+    return reserve(ray, bundle, settings.rollout_workers, "rollout workers", "SPREAD",
+                   settings.placement_timeout_s)
 
 
-def _cpu_copy(model: Any) -> Any:
+def cpu_copy(model: Any) -> Any:
     """The model as the object store ships it: itself on CPU, else a CPU copy."""
     if all(p.device.type == "cpu" for p in model.parameters()):
         return model
     return copy.deepcopy(model).to("cpu")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -9,7 +9,8 @@ from openrft.strict_model import StrictModel
 
 
 class RaySettings(StrictModel):
-    """Where and how a `backend: ray` run spreads its rollouts and grading (docs/scaling.md)."""
+    """Where and how a `backend: ray` run spreads its rollouts, grading and (with
+    `trainers` > 1) its update (docs/scaling.md)."""
 
     address: str | None = None
     """Ray cluster to join ("HOST:6379" or "auto"). None: the RAY_ADDRESS environment
@@ -29,4 +30,15 @@ class RaySettings(StrictModel):
     max_rollout_retries: int = Field(default=2, ge=0)
     """Times a rollout shard whose actor died is retried on a replacement actor."""
     placement_timeout_s: float = Field(default=300.0, gt=0)
-    """How long to wait for the cluster to have room for every rollout worker."""
+    """How long to wait for the cluster to have room for every rollout worker (and
+    trainer)."""
+    trainers: int = Field(default=1, ge=1)
+    """Data-parallel trainer actors (> 1): each holds a policy copy and updates on its
+    shard of a step's batch; gradients are summed over them with torch.distributed
+    (gloo), so the update is the one-process update up to float summation order
+    (distributed/trainers.py). 1: the update runs in the driving process."""
+    cpus_per_trainer: float = Field(default=1.0, gt=0)
+    """CPUs each trainer actor reserves (also its torch thread count)."""
+    max_trainer_retries: int = Field(default=1, ge=0)
+    """Times one update runs again, on trainers restarted from the driver's copy of the
+    policy, after a trainer actor died."""

@@ -11,6 +11,11 @@ The tricks and where they apply (each falls back to the plain piece where it doe
 - update: the recorded forward replayed under autograd (`replay`), else the model's
   forward with the fused log-prob backward (`fused_logprobs`), zero-advantage rows left
   out (`update`).
+
+Not with data-parallel trainer actors (`expert.ray.trainers` > 1): their path
+(distributed/trainers.py `DataParallelPath`) replaces this one and the ranks run the plain
+update, since the replay needs the rollout recorded in the process that updates and the
+other tricks are not verified sharded.
 """
 
 from __future__ import annotations

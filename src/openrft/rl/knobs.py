@@ -135,7 +135,8 @@ class GivenExpertSettings(StrictModel):
     fails fast with the preflight's advice."""
     backend: Literal["local", "ray"] = "local"
     """Where rollouts and grading run: in this process, or on a Ray cluster (`ray`
-    settings below; `pip install 'openrft[ray]'`). The update always runs here."""
+    settings below; `pip install 'openrft[ray]'`). The update runs in this process,
+    or on `ray.trainers` data-parallel trainer actors when that is > 1."""
     ray: RaySettings = Field(default_factory=RaySettings)
     """Ray cluster settings, used when backend is ray."""
     max_staleness: int = Field(default=0, ge=0)

@@ -45,10 +45,7 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
     trainable = [p for p in model.parameters() if p.requires_grad]
     logger.info("policy %s (%s): %d trainable parameters", cfg.model, cfg.finetune,
                 sum(p.numel() for p in trainable))
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                  fused=_fused_adamw_supported(trainable))
-    updates = cfg.total_steps * cfg.num_iterations
-    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_ratio, updates)
+    optimizer, scheduler = make_optimizer(cfg, model)
     policy = Policy(
         model, reference, optimizer, scheduler, loaded.tokenizer.pad_token_id, plan.autocast,
         make_training_path(cfg, model, plan.autocast),
@@ -58,6 +55,17 @@ def build_policy(cfg: ResolvedConfig, checkpoint: Path | None) -> tuple[Policy, 
         start_step = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"])
     model.eval()
     return policy, loaded.tokenizer, start_step
+
+
+def make_optimizer(cfg: ResolvedConfig, model: CausalLM
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the trainable parameters and its LR schedule (the data-parallel trainer
+    ranks build theirs here too, then load the driver's states)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                  fused=_fused_adamw_supported(trainable))
+    updates = cfg.total_steps * cfg.num_iterations
+    return optimizer, lr_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_ratio, updates)
 
 
 def make_generation_params(cfg: ResolvedConfig) -> GenerationParams:

@@ -11,7 +11,7 @@ owns the loop, evaluation cadence, checkpoints and reporting.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -127,9 +127,20 @@ class PassTotals:
     grad_norm: float = 0.0  # pre-clipping global gradient norm of the step that followed
 
 
+# (policy, this rank's pass totals): sums the gradients and totals over data-parallel
+# ranks in place (distributed/data_parallel.py)
+ReducePass = Callable[[Policy, "PassTotals"], None]
+
+
+def batch_sizes(batch: TokenBatch, cfg: ResolvedConfig) -> BatchSizes:
+    """The loss normalisers of a whole optimizer batch."""
+    return BatchSizes(len(batch), int(batch.completion_mask.sum()), cfg.max_tokens)
+
+
 def update_policy(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
     logprobs: LogProbs = completion_logprobs, behaviour: Weights | None = None,
+    sizes: BatchSizes | None = None, reduce: ReducePass | None = None,
 ) -> UpdateStats:
     """num_iterations optimizer steps on one sampled batch, micro-batched for memory.
 
@@ -137,15 +148,19 @@ def update_policy(
     (ratio exactly 1), so no extra forward pass is spent on them. `logprobs` is the
     policy's forward under autograd (openrft.fast passes a faster one). `behaviour`: the
     weights that sampled the batch when they are older than the policy's (async mode).
+    Data-parallel ranks pass their shard as `batch`, the whole batch's `sizes`, and a
+    `reduce` that sums gradients and totals over the ranks before each optimizer step.
     """
     model = policy.model
-    sizes = BatchSizes(len(batch), int(batch.completion_mask.sum()), cfg.max_tokens)
+    sizes = sizes or batch_sizes(batch, cfg)
     old_logp, ref_logp = frozen_logprobs(policy, cfg, batch, logprobs, behaviour)
     model.train()
     passes = []
     for iteration in range(cfg.num_iterations):
         totals = accumulate_gradients(policy, cfg, batch, advantages, old_logp, ref_logp,
                                       sizes, iteration == 0, logprobs)
+        if reduce is not None:
+            reduce(policy, totals)
         totals.grad_norm = optimizer_step(policy, cfg)
         passes.append(totals)
     model.eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,7 +118,7 @@ def train(
         if changed:
             reporters.on_event("warn",
                                f"Config changed since the run started: {', '.join(changed)}")
-        loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir)
+        loop = _TrainingLoop(ctx, data, reporters, tokenizer, output_dir, backend.notices)
         if cfg.max_staleness > 0:  # the async mode (rl/pipeline.py)
             loop.pipeline = open_async_rollouts(
                 ctx, tokenizer, loop.batch, start_step,
@@ -155,8 +156,10 @@ class _TrainingLoop:
         reporters: MultiReporter,
         tokenizer: Any,
         output_dir: Path,
+        notices: Callable[[], list[str]] = list,
     ) -> None:
         self.ctx, self.cfg, self.data = ctx, ctx.cfg, data
+        self.notices = notices  # the backend's (a rollout actor replaced, ...): warn events
         self.reporters, self.tokenizer, self.output_dir = reporters, tokenizer, output_dir
         self.checkpoints = output_dir / CHECKPOINTS
         self.last_saved = -1
@@ -206,7 +209,7 @@ class _TrainingLoop:
             metrics.update(self._periodic_validation(step))
             self.reporters.on_step(metrics)
             self.reporters.on_samples(step, output.samples)
-            for warning in output.warnings:
+            for warning in [*output.warnings, *self.notices()]:
                 self.reporters.on_event("warn", warning)
             message = _step_message(metrics, cfg.total_steps)
             logger.info(message)
@@ -288,6 +291,8 @@ class _TrainingLoop:
                 self.cfg.total_steps + 1,
             )
             self.reporters.on_event("info", f"Full validation mean reward={full_valid:.4f}")
+        for notice in self.notices():  # since the last step (the final sync, validation)
+            self.reporters.on_event("warn", notice)
         final_dir = self.output_dir / "final"
         save_model_dir(final_dir, self.ctx.policy.model, self.tokenizer)
         # the newest was kept for resuming; a finished run keeps only the best
