@@ -17,8 +17,13 @@ from openrft.rollout.tools import ToolExecutor, ToolServer
 FAST = EndpointLimits(timeout_s=0.5, backoff_s=0.01, max_backoff_s=0.01)
 
 
+ANSWERS = ("the answer", "an answer")  # the two kept episodes end differently
+
+
 class ScriptedEngine:
-    """Row 0's episodes look up "good" (the tool answers), row 1's "bad" (it 503s)."""
+    """Row 0's episodes look up "good" (the tool answers), row 1's "bad" (it 503s); the
+    kept episodes then answer differently (identical episodes with opposite advantages
+    would have an exactly zero gradient: only float rounding would move the weights)."""
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
@@ -28,10 +33,10 @@ class ScriptedEngine:
 
     def decode_rows(self, rows, params, generator):
         turns = []
-        for row in rows:
+        for i, row in enumerate(rows):
             text = self.tokenizer.decode(row, skip_special_tokens=False)
             q = "good" if "question 0" in text else "bad"
-            reply = ("the answer" if "<tool_response>" in text else
+            reply = (ANSWERS[i % 2] if "<tool_response>" in text else
                      f'<tool_call>{{"name": "lookup", "arguments": {{"q": "{q}"}}}}</tool_call>')
             ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"]
             turns.append((ids + [self.tokenizer.eos_token_id], [-1.0] * (len(ids) + 1), True))
@@ -84,11 +89,12 @@ def test_a_step_over_episodes(make_config):
     assert metrics["episode_turns_mean"] == 1.5  # kept: call + answer; discarded: call
     call_tokens = len(tokenizer('<tool_call>{"name": "lookup", "arguments": {"q": "good"}}'
                                 "</tool_call>", add_special_tokens=False)["input_ids"]) + 1
-    answer_tokens = len(tokenizer("the answer", add_special_tokens=False)["input_ids"]) + 1
+    answer_tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) + 1
+                        for a in ANSWERS)  # of both kept episodes
     # model tokens only: kept episodes call + answer, discarded ones their call
     bad_tokens = len(tokenizer('<tool_call>{"name": "lookup", "arguments": {"q": "bad"}}'
                                "</tool_call>", add_special_tokens=False)["input_ids"]) + 1
-    expected = (2 * (call_tokens + answer_tokens) + 2 * bad_tokens) / 4
+    expected = (2 * call_tokens + answer_tokens + 2 * bad_tokens) / 4
     assert metrics["completion_tokens_mean"] == expected
     records = {r["trace_id"]: r for r in output.samples}
     assert len(records) == 4

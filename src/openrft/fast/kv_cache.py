@@ -25,6 +25,26 @@ class RowCache:
             self.bias = torch.zeros(rows, 1, 1, capacity, device=k.device, dtype=k.dtype)
             self.bias[:, 0, 0, :length].masked_fill_(~valid, float("-inf"))
 
+    def kept(self, rows: torch.Tensor) -> RowCache:
+        """This cache with only rows `rows` (R',), in that order."""
+        return _row_cache(self.keys[rows], self.values[rows],
+                          None if self.bias is None else self.bias[rows])
+
+    def extended(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+                 capacity: int) -> RowCache:
+        """A cache of `capacity` positions holding this one's first `valid.shape[1] - N`
+        positions then the N new ones k, v (R, kv_heads, N, head_dim); `valid` (R, L + N)
+        says which positions hold real tokens (a continued episode, rollout/turns.py)."""
+        start, end = valid.shape[1] - k.shape[2], valid.shape[1]
+        shape = (*k.shape[:2], capacity, k.shape[-1])
+        keys, values = k.new_empty(shape), v.new_empty(shape)
+        keys[:, :, :start] = self.keys[:, :, :start]
+        values[:, :, :start] = self.values[:, :, :start]
+        keys[:, :, start:end], values[:, :, start:end] = k, v
+        bias = torch.zeros(k.shape[0], 1, 1, capacity, device=k.device, dtype=k.dtype)
+        bias[:, 0, 0, :end].masked_fill_(~valid, float("-inf"))
+        return _row_cache(keys, values, bias)
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
                scale: float) -> torch.Tensor:
         """Store one position's k, v (R, kv_heads, 1, head_dim); attend to all so far."""
@@ -35,6 +55,14 @@ class RowCache:
         return F.scaled_dot_product_attention(
             q, self.keys[:, :, :end], self.values[:, :, :end], attn_mask=bias, scale=scale,
             enable_gqa=k.shape[1] != q.shape[1])
+
+
+def _row_cache(keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None
+               ) -> RowCache:
+    """A RowCache around existing buffers."""
+    cache = RowCache.__new__(RowCache)
+    cache.keys, cache.values, cache.bias = keys, values, bias
+    return cache
 
 
 class SharedPromptCache:
@@ -64,6 +92,21 @@ class SharedPromptCache:
             self.bias = torch.zeros(valid.shape[0], 1, 1, valid.shape[1], device=k.device,
                                     dtype=k.dtype).masked_fill_(~valid[:, None, None],
                                                                 float("-inf"))
+
+    def as_row_cache(self, length: int) -> RowCache:
+        """The first `length` positions as a RowCache: each group's prompt copied into its
+        rows (a continued episode's rows part ways)."""
+        prompt_keys = self.prompt_keys.repeat_interleave(self.group, dim=0)
+        prompt_values = self.prompt_values.repeat_interleave(self.group, dim=0)
+        own = length - self.start
+        keys = torch.cat([prompt_keys, self.keys[:, :, :own]], dim=2)
+        values = torch.cat([prompt_values, self.values[:, :, :own]], dim=2)
+        bias = None
+        if self.bias is not None:
+            bias = torch.zeros(keys.shape[0], 1, 1, length, device=keys.device,
+                               dtype=keys.dtype)
+            bias[..., : self.start] = self.bias.repeat_interleave(self.group, dim=0)
+        return _row_cache(keys, values, bias)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: int,
                scale: float) -> torch.Tensor:

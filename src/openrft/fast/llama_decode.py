@@ -160,6 +160,22 @@ class LlamaDecodeForward:
                            capacity, copies)
         return self._logits(hidden[:, -1], copies)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only cache rows `rows` (a continued episode batch, rollout/turns.py)."""
+        self.caches = [row_cache(cache, self.length).kept(rows) for cache in self.caches]
+
+    def extend(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor, extra: int) -> torch.Tensor:
+        """Run (R, N) more tokens per row on top of the cache; `attention_mask`
+        (R, length + N) covers the cached positions and the new ones."""
+        if self.record:
+            raise RuntimeError("a recording decode cannot continue its cache")
+        valid = attention_mask.bool()
+        self.caches = [row_cache(cache, self.length) for cache in self.caches]
+        hidden = self._run(input_ids, positions, continued_mask(valid, input_ids.shape[1]),
+                           valid.shape[1] + extra, continued=valid)
+        return self._logits(hidden[:, -1])
+
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token per row: tokens (R,), positions (R,) -> logits (R, V)."""
         if self.tape is not None:
@@ -169,10 +185,12 @@ class LlamaDecodeForward:
         return self._logits(hidden[:, -1])
 
     def _run(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
-             capacity: int, copies: torch.Tensor | None = None) -> torch.Tensor:
+             capacity: int, copies: torch.Tensor | None = None,
+             continued: torch.Tensor | None = None) -> torch.Tensor:
         """Run `ids` through the blocks. A prefill (capacity > 0, `mask` its attention mask)
         makes each layer's cache, for `copies` rows (row i holds the result of ids row
-        copies[i]) when given; a decode step (one token per row) attends through it."""
+        copies[i]) when given, or extends it (`continued`: which of the cached and new
+        positions hold real tokens); a decode step (one token per row) attends through it."""
         rows, length = ids.shape
         x = F.embedding(ids, self.embed)
         cos, sin = self.rotary(x, positions)
@@ -187,7 +205,14 @@ class LlamaDecodeForward:
                 k = F.rms_norm(k, k.shape[-1:], block.k_norm, self.eps)
             q, k = rotated(q.transpose(1, 2), cos, sin), rotated(k.transpose(1, 2), cos, sin)
             v = v.transpose(1, 2)
-            if capacity:  # prefill: the prompts attend to themselves, then fill the cache
+            if continued is not None:  # the new tokens join the cache, then attend to it
+                cache = self.caches[index]
+                assert isinstance(cache, RowCache)
+                cache = self.caches[index] = cache.extended(k, v, continued, capacity)
+                attn = F.scaled_dot_product_attention(
+                    q, cache.keys[:, :, :end], cache.values[:, :, :end],
+                    attn_mask=mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads)
+            elif capacity:  # prefill: the prompts attend to themselves, then fill the cache
                 attn = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, scale=self.scale,
                     enable_gqa=self.kv_heads != self.heads)
@@ -255,6 +280,21 @@ def prompt_mask(key_valid: torch.Tensor) -> torch.Tensor:
     causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
     own = torch.eye(length, dtype=torch.bool, device=key_valid.device)
     return causal & (key_valid[:, None, None, :] | own)
+
+
+def continued_mask(valid: torch.Tensor, new: int) -> torch.Tensor:
+    """(R, 1, N, L + N) bool attention mask of N new tokens after L cached positions:
+    causal, valid keys only (`valid` (R, L + N)), every query sees itself."""
+    total = valid.shape[1]
+    keys = torch.arange(total, device=valid.device)
+    queries = torch.arange(total - new, total, device=valid.device)
+    causal, own = keys <= queries[:, None], keys == queries[:, None]  # (N, L + N)
+    return causal & (valid[:, None, None, :] | own)
+
+
+def row_cache(cache: RowCache | SharedPromptCache, length: int) -> RowCache:
+    """`cache` (holding `length` positions) as a RowCache."""
+    return cache if isinstance(cache, RowCache) else cache.as_row_cache(length)
 
 
 def attention_shape(config: Any) -> tuple[int, int, int]:

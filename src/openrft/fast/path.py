@@ -5,7 +5,8 @@ The tricks and where they apply (each falls back to the plain piece where it doe
 - decode: the hand-written Llama-family forward (`llama_decode`: fused, prepacked
   weights, in-place KV buffers, a group's prompt cached once) for the models it
   reproduces exactly; any other model its own forward with a preallocated cache
-  (`transformers_cache`), where `probes` confirm transformers' cache layer;
+  (`transformers_cache`), where `probes` confirm transformers' cache layer; both keep
+  their cache across an episode's turns (`keep_rows`, `extend`: rollout/turns.py);
 - sampling: the training rollout records its forward (`forward_tape`) when the update
   can replay it (one iteration, one micro-batch, fp32, no dropout: `replay_supported`);
 - update: the recorded forward replayed under autograd (`replay`), else the model's

@@ -43,6 +43,13 @@ class PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self._keys[..., :end, :], self._values[..., :end, :]
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep rows `indices` of the buffers (DynamicLayer's would select the views only,
+        and the next `update` would bring the dropped rows back)."""
+        self._keys, self._values = self._keys[indices], self._values[indices]
+        self.keys = self._keys[..., : self.length, :]
+        self.values = self._values[..., : self.length, :]
+
 
 def _grown(buffer: torch.Tensor, needed: int, used: int) -> torch.Tensor:
     bigger = buffer.new_empty((*buffer.shape[:-2], max(needed, 2 * buffer.shape[-2]),

@@ -78,9 +78,10 @@ def fast_update(
                                              behaviour)
     model.train()
     passes: list[PassTotals] = []
+    micro = len(batch) if tapes is not None else None  # a replay is one pass, not split
     for iteration in range(cfg.num_iterations):
         totals = accumulate_gradients(policy, cfg, batch, advantages, old_logp, ref_logp,
-                                      sizes, iteration == 0, forward)
+                                      sizes, iteration == 0, forward, micro)
         if not len(trained):  # what a backward of an all-zero loss leaves: zero gradients
             for parameter in model.parameters():
                 if parameter.requires_grad:

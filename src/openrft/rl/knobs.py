@@ -83,6 +83,14 @@ class GivenExpertSettings(StrictModel):
     grad_accum_steps: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step: the batch_size * group_size sequences are split in
     this many forward/backward passes to bound memory; the loss is identical."""
+    micro_batch_tokens: Annotated[int, Field(ge=1)] | Auto | None = "auto"
+    """The most tokens (rows x padded prompt + completion length) one forward/backward of
+    the update runs on: a batch is split into more micro-batches than grad_accum_steps
+    asks where its parts would be bigger, so activation memory stays bounded (multi-turn
+    episodes make long rows). The gradient is the same up to float summation order. A
+    forward replayed from the rollout (fast_path) is not split: its activations are held
+    already. auto: 1024 when the policy is on the CPU (measured: docs/agentic.md), no
+    limit on a GPU; None: no limit."""
     lr_schedule: Schedule = "constant"
     """Learning-rate decay after warmup (linear/cosine decay to 0 at the last step)."""
     warmup_ratio: float = Field(default=0.0, ge=0, le=1)

@@ -202,13 +202,15 @@ def accumulate_gradients(
     sizes: BatchSizes,
     with_entropy: bool,
     logprobs: LogProbs,
+    micro: int | None = None,
 ) -> PassTotals:
-    """Forward/backward over grad_accum_steps micro-batches; the losses sum to the batch's."""
+    """Forward/backward over micro-batches of `micro` rows (default `micro_batch_rows`);
+    the losses sum to the batch's."""
     model = policy.model
     n = len(batch)
-    micro = max(1, -(-n // cfg.grad_accum_steps))  # ceil
-    totals = PassTotals()
     device = next(model.parameters()).device
+    micro = micro or micro_batch_rows(batch, cfg, device)
+    totals = PassTotals()
     for start in range(0, n, micro):
         rows = slice(start, start + micro)
         mb = batch.rows(rows)
@@ -234,6 +236,22 @@ def accumulate_gradients(
         if entropy is not None:
             totals.entropy += float((entropy * mask).sum())
     return totals
+
+
+CPU_MICRO_BATCH_TOKENS = 1024  # micro_batch_tokens "auto" on the CPU (docs/agentic.md)
+
+
+def micro_batch_rows(batch: TokenBatch, cfg: ResolvedConfig, device: torch.device) -> int:
+    """Rows per forward/backward: the batch in grad_accum_steps parts, smaller still where
+    a part would run more than micro_batch_tokens tokens (its activations are held for
+    the backward, and an episode's rows are long)."""
+    rows = max(1, -(-len(batch) // cfg.grad_accum_steps))  # ceil
+    budget = cfg.micro_batch_tokens
+    if budget == "auto":
+        budget = CPU_MICRO_BATCH_TOKENS if device.type == "cpu" else None
+    if budget is not None:
+        rows = min(rows, max(1, budget // batch.input_ids.shape[1]))
+    return rows
 
 
 def optimizer_step(policy: Policy, cfg: ResolvedConfig) -> float:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -41,6 +41,31 @@ class DecodeForward(Protocol):
                 positions: torch.Tensor, extra: int) -> torch.Tensor: ...
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ContinuableForward(Protocol):
+    """A `DecodeForward` whose KV cache outlives its decode, so the next model turn of a
+    multi-turn episode prefills only its new tokens (rollout/turns.py). `length`: the
+    positions in the cache."""
+
+    length: int
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                positions: torch.Tensor, extra: int) -> torch.Tensor: ...
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only cache rows `rows` (R',), in that order."""
+        ...
+
+    def extend(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor, extra: int) -> torch.Tensor:
+        """Run (R, N) more tokens per row on top of the cache, with room for `extra` more
+        positions; `attention_mask` (R, length + N) covers the cached and the new
+        positions. Returns the (R, V) logits of each row's last position."""
+        ...
 
 
 @dataclass
@@ -83,8 +108,11 @@ class BatchDecoder:
         attention_mask: torch.Tensor,  # (R, P) 1 for real tokens
         settings: DecodeSettings,
         forward: DecodeForward | None = None,  # None: the plain TransformersForward
+        past_lengths: torch.Tensor | None = None,  # (R,) real tokens already in `forward`'s
+        # cache (a continued episode, rollout/turns.py); positions count on from there
     ) -> None:
         self.model = model
+        self.past_lengths = past_lengths
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.settings = settings
@@ -114,8 +142,11 @@ class BatchDecoder:
     @torch.inference_mode()
     def __iter__(self) -> Iterator[torch.Tensor]:
         s = self.settings
-        real_lengths = self.attention_mask.sum(dim=-1)  # (R,) position of the first new token
+        past = 0 if self.past_lengths is None else self.past_lengths  # (R,) or 0
+        real_lengths = past + self.attention_mask.sum(dim=-1)  # (R,) position of the next token
         positions = (self.attention_mask.cumsum(dim=-1) - 1).clamp(min=0)  # (R, P)
+        if self.past_lengths is not None:  # a continued row counts on from its cache
+            positions = (self.past_lengths[:, None] + self.attention_mask.cumsum(dim=-1) - 1)
         forward = self.forward
         logits = forward.prefill(self.input_ids, self.attention_mask, positions, s.max_tokens)
         for step in range(s.max_tokens):
@@ -185,6 +216,22 @@ class TransformersForward:
                          position_ids=positions, use_cache=True, logits_to_keep=1)
         self.cache = getattr(out, self.cache_name)
         self.length = input_ids.shape[1]
+        return out.logits[:, -1, :]
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.mask = self.mask[rows]
+
+    def extend(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor, extra: int) -> torch.Tensor:
+        length = attention_mask.shape[1]
+        self.mask = attention_mask.new_ones((attention_mask.shape[0], length + extra))
+        self.mask[:, :length] = attention_mask
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=positions, **{self.cache_name: self.cache},
+                         use_cache=True, logits_to_keep=1)
+        self.cache = getattr(out, self.cache_name)
+        self.length = length
         return out.logits[:, -1, :]
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,10 @@ The tokens of a tool turn are the template's rendering of the conversation with 
 messages minus its rendering without them (the chat template must extend a conversation
 by appending, as ChatML, Llama 3 and the tiny test template do; one that rewrites earlier
 turns ends the episode with that reason). The model's own tokens are kept exactly as
-sampled, never re-tokenised. Each turn prefills the episode so far again: the KV cache is
-not carried across turns.
+sampled, never re-tokenised. Where the engine can keep a cache (the HF engine's
+`episode_turns`), each episode's KV cache is carried from one turn to the next and a turn
+prefills only the tokens added since the last (rollout/turns.py); else, or with
+`reuse_cache=False`, each turn prefills the episode so far again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from openrft.rollout.completions import CompletionDecoder, check_params
 from openrft.rollout.engine import GenerationParams, Messages, Sample
 from openrft.rollout.tool_format import ToolCall, parse_tool_calls, render_text
 from openrft.rollout.tools import ToolExecutor, ToolResult, ToolServer
+from openrft.rollout.turns import RePrefillTurns
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +69,14 @@ class _Episode:
 
 
 class EpisodeRunner:
-    """Runs episodes with one HF engine (anything with `decode_rows` and `generator`)."""
+    """Runs episodes with one HF engine (anything with `decode_rows` and `generator`;
+    with `episode_turns` too, the KV cache is kept between turns unless `reuse_cache`
+    is False)."""
 
     def __init__(self, engine: Any, tokenizer: Any, executor: ToolExecutor | None,
-                 max_episode_steps: int = 1) -> None:
+                 max_episode_steps: int = 1, reuse_cache: bool = True) -> None:
         self.engine, self.tokenizer, self.executor = engine, tokenizer, executor
+        self.reuse_cache = reuse_cache and hasattr(engine, "episode_turns")
         self.max_episode_steps = max_episode_steps if executor is not None else 1
         self.completions = CompletionDecoder(tokenizer)
         config = getattr(getattr(engine, "model", None), "config", None)
@@ -83,12 +89,14 @@ class EpisodeRunner:
         episodes = [self._start(i, prompt, tools[i]) for i, prompt in enumerate(prompts)
                     for _ in range(n)]
         generator = self.engine.generator(params.seed)
+        turns = (self.engine.episode_turns(params, generator) if self.reuse_cache
+                 else RePrefillTurns(self.engine, params, generator))
         for turn in range(self.max_episode_steps):
             active = [e for e in episodes if not e.done]
             if not active:
                 break
-            outputs = self.engine.decode_rows([e.prompt_ids + e.ids for e in active], params,
-                                              generator)
+            outputs = turns.decode([id(e) for e in active],
+                                   [e.prompt_ids + e.ids for e in active])
             pending = []
             for episode, output in zip(active, outputs, strict=True):
                 calls = self._model_turn(episode, output)

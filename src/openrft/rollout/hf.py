@@ -14,8 +14,15 @@ from typing import Any
 import torch
 
 from openrft.rollout.completions import CompletionDecoder, check_params, render_chat_prompt
-from openrft.rollout.decode import BatchDecoder, DecodeForward, DecodeSettings
+from openrft.rollout.decode import (
+    BatchDecoder,
+    ContinuableForward,
+    DecodeForward,
+    DecodeSettings,
+    TransformersForward,
+)
 from openrft.rollout.engine import CausalLM, GenerationParams, Messages, Sample
+from openrft.rollout.turns import CachedTurns
 
 
 class HFRolloutEngine:
@@ -80,9 +87,9 @@ class HFRolloutEngine:
     ) -> list[tuple[list[int], list[float], bool]]:
         """Continue each token row by one model turn: (ids, log-probs, stopped) per row.
 
-        Multi-turn episodes (rollout/episodes.py) call this once per turn with each
-        episode so far. Every call prefills its rows afresh: the KV cache of the previous
-        turn is not kept (one batched prefill per turn)."""
+        Every call prefills its rows afresh (one batched prefill); multi-turn episodes
+        keep their KV cache between turns through `episode_turns` instead, and use this
+        where asked to re-prefill (rollout/turns.py)."""
         check_params(1, params)
         chunk = self.max_batch_rows or max(len(rows), 1)
         turns: list[tuple[list[int], list[float], bool]] = []
@@ -96,6 +103,23 @@ class HFRolloutEngine:
                                                       out.stopped.tolist(), strict=True)):
                 turns.append((tokens[i][:length], logprobs[i][:length], bool(stopped)))
         return turns
+
+    def episode_turns(self, params: GenerationParams, generator: torch.Generator | None
+                      ) -> CachedTurns:
+        """A session of model turns for one batch of episodes that keeps each episode's
+        KV cache from one turn to the next (rollout/turns.py). It decodes with the
+        engine's forward where that can continue a cache (the plain one and the fast path's
+        all can), else with the plain `TransformersForward`."""
+        check_params(1, params)
+        return CachedTurns(self.model, self._continuable_forward,
+                           self._settings(params, generator), self._device,
+                           self.max_batch_rows)
+
+    def _continuable_forward(self) -> ContinuableForward:
+        forward = self.decode_forward(self.model)
+        if isinstance(forward, ContinuableForward):
+            return forward
+        return TransformersForward(self.model)
 
     def generator(self, seed: int | None) -> torch.Generator | None:
         """The sampling generator `generate` would use for `seed` (None: unseeded)."""
@@ -133,7 +157,14 @@ class HFRolloutEngine:
         self, rows: list[list[int]], params: GenerationParams, generator: torch.Generator | None
     ) -> BatchDecoder:
         batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
-        settings = DecodeSettings(
+        device = self._device
+        return BatchDecoder(self.model, batch["input_ids"].to(device),
+                            batch["attention_mask"].to(device),
+                            self._settings(params, generator), self.decode_forward(self.model))
+
+    def _settings(self, params: GenerationParams, generator: torch.Generator | None
+                  ) -> DecodeSettings:
+        return DecodeSettings(
             max_tokens=params.max_tokens,
             pad_id=self.tokenizer.pad_token_id,
             eos_ids=eos_token_ids(self.model, self.tokenizer),
@@ -146,10 +177,6 @@ class HFRolloutEngine:
             think_end_id=self.completions.think_end_id,
             reasoning_budget=params.reasoning_budget,
         )
-        device = self._device
-        return BatchDecoder(self.model, batch["input_ids"].to(device),
-                            batch["attention_mask"].to(device), settings,
-                            self.decode_forward(self.model))
 
 
 def eos_token_ids(model: CausalLM, tokenizer: Any) -> list[int]:
