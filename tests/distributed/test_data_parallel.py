@@ -1,6 +1,6 @@
 """The data-parallel update (distributed/data_parallel.py) without Ray: two gloo ranks in
 threads of this process, each updating a copy of the policy on its half of a batch, must
-end where one process updating on the whole batch ends (rl/step.py `update_policy`, the
+end where one process updating on the whole batch ends (rl/update.py `update_policy`, the
 oracle), and identical to each other."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from openrft.distributed.data_parallel import gloo_group, shard_rows, sharded_up
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, pack_samples
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
-from openrft.rl.step import Policy, UpdateStats, update_policy
+from openrft.rl.step import Policy
+from openrft.rl.update import UpdateStats, update_policy
 from openrft.rl.weights import Weights
 from openrft.rollout.engine import GenerationParams
 from rl_task import one_torch_thread  # autouse: one thread per rank, as in tests/rl

@@ -1,7 +1,7 @@
 """The fast update skips the rows that cannot move the weights, without changing the update.
 
 The oracle is the same update with `skip_zero_advantage` off, which runs every row, and
-the plain update (rl/step.py `update_policy`): the weights after the optimizer step and
+the plain update (rl/update.py `update_policy`): the weights after the optimizer step and
 the reported loss, entropy and clip fraction must agree, whether the forward is the
 ordinary one or replayed from the rollout's tape.
 """
@@ -16,7 +16,7 @@ from openrft.fast.update import trained_rows
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import pack_samples
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
-from openrft.rl.step import UpdateStats, update_policy
+from openrft.rl.update import UpdateStats, update_policy
 from openrft.rollout.engine import GenerationParams
 
 PROMPTS = [[{"role": "user", "content": text}] for text in ("hi", "what is 2+2?", "go")]

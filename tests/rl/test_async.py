@@ -111,7 +111,8 @@ def test_the_clipped_ratio_is_taken_against_the_weights_that_sampled(make_config
     independent forward under W1."""
     from openrft.models.load import LoraSettings, load_model
     from openrft.rl.logprobs import completion_logprobs, pack_samples
-    from openrft.rl.step import Policy, update_policy
+    from openrft.rl.step import Policy
+    from openrft.rl.update import update_policy
     from openrft.rl.weights import trainable_weights
     from openrft.rollout.engine import GenerationParams
     from openrft.rollout.hf import HFRolloutEngine

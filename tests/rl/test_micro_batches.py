@@ -10,7 +10,8 @@ import torch
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import completion_logprobs, pack_samples
 from openrft.rl.losses import BatchSizes
-from openrft.rl.step import Policy, accumulate_gradients, micro_batch_rows
+from openrft.rl.step import Policy
+from openrft.rl.update import accumulate_gradients, micro_batch_rows
 from openrft.rollout.engine import Sample
 
 GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}",

@@ -1,4 +1,4 @@
-"""The data-parallel update: every rank runs the plain update (rl/step.py) on its shard
+"""The data-parallel update: every rank runs the plain update (rl/update.py) on its shard
 of a step's batch, and the gradients are summed over the ranks before each optimizer step.
 
 Why this equals the one-process update: the loss aggregations take the WHOLE batch's
@@ -24,7 +24,8 @@ import torch.distributed as dist
 from openrft.distributed.shards import shard_bounds
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
-from openrft.rl.step import PassTotals, Policy, UpdateStats, batch_sizes, update_policy
+from openrft.rl.step import Policy
+from openrft.rl.update import PassTotals, UpdateStats, batch_sizes, update_policy
 from openrft.rl.weights import Weights
 
 
@@ -45,7 +46,7 @@ def shard_rows(total: int, rank: int, world: int) -> slice:
 
 
 class SumOverRanks:
-    """`ReducePass` of rl/step.py: sums the trainable gradients and the pass totals over
+    """`ReducePass` of rl/update.py: sums the trainable gradients and the pass totals over
     the group's ranks, in place."""
 
     def __init__(self, group: dist.ProcessGroupGloo) -> None:

@@ -10,7 +10,7 @@ which the driver loads into its own policy: the driver's copy is the one the rol
 actors are synced from, checkpointed, validated and reported, exactly as with one
 trainer. That costs three trainable-weight transfers per step (small for LoRA).
 
-The ranks run the plain update (rl/step.py): the fast path's replay needs the rollout's
+The ranks run the plain update (rl/update.py): the fast path's replay needs the rollout's
 forward recorded in the process that updates, and its other tricks are not verified
 sharded. CPU (gloo) is verified in CI; no NCCL path is written.
 """
@@ -38,7 +38,8 @@ from openrft.distributed.rollout import cpu_copy
 from openrft.distributed.settings import RaySettings
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
-from openrft.rl.step import Policy, UpdateStats
+from openrft.rl.step import Policy
+from openrft.rl.update import UpdateStats
 from openrft.rl.weights import Weights, load_weights, trainable_weights
 from openrft.rollout.decode import DecodeForward, TransformersForward
 from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample

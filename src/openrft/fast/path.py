@@ -30,7 +30,8 @@ from openrft.fast.replay import replay_supported
 from openrft.fast.update import fast_update
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
-from openrft.rl.step import Policy, UpdateStats
+from openrft.rl.step import Policy
+from openrft.rl.update import UpdateStats
 from openrft.rl.weights import Weights
 from openrft.rollout.decode import DecodeForward, TransformersForward
 from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample

@@ -1,4 +1,4 @@
-"""The fast update: the plain GRPO update (rl/step.py) with its forward replayed from the
+"""The fast update: the plain GRPO update (rl/update.py) with its forward replayed from the
 rollout's tape where it can be (`replay`), log-probs through the fused backward
 (`fused_logprobs`) otherwise, and rows that cannot move the weights left out.
 
@@ -21,9 +21,9 @@ from openrft.fast.replay import keep_tape_rows, recorded_entropy, tape_logprobs
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
 from openrft.rl.losses import BatchSizes
-from openrft.rl.step import (
+from openrft.rl.step import Policy
+from openrft.rl.update import (
     PassTotals,
-    Policy,
     UpdateStats,
     accumulate_gradients,
     forward_precision,
@@ -58,7 +58,7 @@ def fast_update(
     policy: Policy, cfg: ResolvedConfig, batch: TokenBatch, advantages: torch.Tensor,
     tapes: list[ForwardTape] | None, behaviour: Weights | None = None,
 ) -> UpdateStats:
-    """`rl.step.update_policy` on the rows that have a gradient (`trained_rows`), the
+    """`rl.update.update_policy` on the rows that have a gradient (`trained_rows`), the
     others' entropy read from the tapes (or a no-grad forward). `behaviour`: the weights
     that sampled the batch when older than the policy's (async mode)."""
     model = policy.model

@@ -7,7 +7,7 @@ steps and `first` is the version the run (or its resume) started from. With k = 
 batch of step s + 1 is sampled by the weights step s starts from, while step s updates
 them. A batch never lags the policy it updates by more than k versions (`staleness`
 in metrics.jsonl). The update takes its clipped ratio against the sampling version's
-log-probs (rl/step.py, `frozen_logprobs`), so the off-policy samples are corrected.
+log-probs (rl/update.py, `frozen_logprobs`), so the off-policy samples are corrected.
 
 The thread samples on its own copy of the policy and loads version v(s) before batch s:
 on the Ray backend the rollout actors (which hold copies anyway); on the local backend a
