@@ -38,11 +38,10 @@ from openrft.distributed.rollout import cpu_copy
 from openrft.distributed.settings import RaySettings
 from openrft.rl.config import ResolvedConfig
 from openrft.rl.logprobs import TokenBatch
-from openrft.rl.step import Policy
+from openrft.rl.step import PlainPath, Policy
 from openrft.rl.update import UpdateStats
 from openrft.rl.weights import Weights, load_weights, trainable_weights
-from openrft.rollout.decode import DecodeForward, TransformersForward
-from openrft.rollout.engine import CausalLM, GenerationParams, Messages, RolloutEngine, Sample
+from openrft.rollout.engine import CausalLM
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,6 @@ class TrainerRank:
     def __init__(self, cfg: ResolvedConfig, start: StartState, rank: int, world: int,
                  threads: int) -> None:
         from openrft.rl.policy_setup import make_optimizer
-        from openrft.rl.step import PlainPath
 
         torch.set_num_threads(threads)
         optimizer, scheduler = make_optimizer(cfg, start.model)
@@ -217,21 +215,13 @@ class RayTrainers:
         remove_placement_group(self._group)
 
 
-class DataParallelPath:
-    """The `TrainingPath` (rl/step.py) of a run with trainer actors: plain decode and
+class DataParallelPath(PlainPath):
+    """The `TrainingPath` (rl/step.py) of a run with trainer actors: the plain decode and
     sampling (the rollout actors sample), the update on the trainers."""
 
     def __init__(self, trainers: RayTrainers) -> None:
         self.trainers = trainers
 
-    def decode_forward(self, model: CausalLM) -> DecodeForward:
-        return TransformersForward(model)
-
-    def sample(self, engine: RolloutEngine, prompts: list[Messages], n: int,
-               params: GenerationParams) -> list[Sample]:
-        return engine.generate(prompts, n, params)
-
     def update(self, policy: Policy, cfg: ResolvedConfig, batch: TokenBatch,
                advantages: torch.Tensor, behaviour: Weights | None = None) -> UpdateStats:
         return self.trainers.update(policy, batch, advantages, behaviour)
-
