@@ -22,6 +22,7 @@ Ray-free: distributed/rollout.py drives it from the Ray actors.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Literal
@@ -79,9 +80,13 @@ def _describe(entry: tuple[tuple[int, ...], str]) -> str:
 
 
 def serve_store(host: str, world: int, timeout_s: float = SYNC_TIMEOUT_S) -> dist.TCPStore:
-    """Rank 0's store, on a free port of `host` (`.port` tells the others)."""
-    return dist.TCPStore(host, 0, world, is_master=True, wait_for_workers=False,
-                         timeout=timedelta(seconds=timeout_s))
+    """Rank 0's store on a free port of `host`, listening on that address only (`.port`
+    tells the others)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, 0), family=family)
+    return dist.TCPStore(host, listener.getsockname()[1], world, is_master=True,
+                         wait_for_workers=False, timeout=timedelta(seconds=timeout_s),
+                         master_listen_fd=listener.detach())  # the store closes it
 
 
 def connect_store(host: str, port: int, world: int,
