@@ -3,13 +3,22 @@
 Each actor (`RolloutWorker`) holds its own copy of the policy and a local engine (HF, or
 vLLM on a GPU node). A batch's prompts are cut into one contiguous shard per actor; each
 shard samples with a seed that depends on the shard, not on the actor, so a shard that
-is retried on a replacement actor samples the same tokens. After every update the
-trainable weights (LoRA adapters, or every weight in full fine-tuning) travel through
-Ray's object store once and every actor loads them. A dead actor is replaced by a new one
-built from the initial policy plus the latest weights, and its shard runs again.
+is retried on a replacement actor samples the same tokens. A dead actor is replaced by a
+new one built from the initial policy plus the latest weights, and its shard runs again.
 
-CPU is verified in CI; the GPU path (`gpus_per_rollout_worker > 0`: the actor moves its
-copy to CUDA; weights still travel through the object store, not NCCL) awaits a GPU.
+After every update the trainable weights (LoRA adapters, or every weight in full
+fine-tuning) reach the actors one of two ways (`expert.ray.weight_sync`):
+- "object_store": put into Ray's object store once; every actor loads them.
+- "collective": broadcast from this process (rank 0) to the actors (ranks 1..N) over a
+  torch.distributed group formed at start (distributed/weight_sync.py): gloo for CPU
+  weights, NCCL when this process's weights and the actors are on GPUs. Before each sync
+  the actors are pinged; a dead one is replaced and the group formed anew, and a join or
+  broadcast that fails part-way is retried on a new group. An actor that replaces one
+  mid-step takes the latest weights through the object store (the others are sampling,
+  so no group can form then); the group is formed anew at the next sync.
+
+CPU is verified in CI, gloo included; the GPU path (`gpus_per_rollout_worker > 0`: the
+actor moves its copy to CUDA; NCCL for the collective sync) awaits a GPU.
 """
 
 from __future__ import annotations
