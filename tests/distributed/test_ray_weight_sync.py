@@ -5,6 +5,7 @@ recover from a dead actor exactly as the object-store path does."""
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,9 +94,12 @@ def test_collective_sync_reaches_both_actors_and_a_dead_one_is_replaced(ray_driv
         assert notice.startswith("rollout actor 1 died (")
         assert notice.endswith("); a new one takes the weights")
         assert tokens(engine.generate(PROMPTS, 2, PARAMS)) == tokens(expected_second)
+        assert engine._collective is not None and engine._collective.store is not None
+        port = engine._collective.store.port
     finally:
         engine.close()
-    assert engine._collective is not None and engine._collective.store is None
+    with socket.socket() as probe:  # close() dropped the group and stopped its store
+        assert probe.connect_ex((ray_driver.util.get_node_ip_address(), port)) != 0
 
 
 @pytest.fixture(scope="module")
