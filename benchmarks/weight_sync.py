@@ -1,5 +1,5 @@
 """Seconds per weight sync to the Ray rollout actors: `expert.ray.weight_sync` object_store
-against collective (gloo), for a full-fine-tuning model (every weight travels).
+against collective (gloo), for full fine-tuning (every weight travels) or LoRA (`--lora`).
 
 One `RayRolloutEngine.load_weights(weights)` call is timed: the object store's put, each
 actor's fetch and load against the ping and the gloo broadcast into each actor's
@@ -22,6 +22,7 @@ import time
 # One machine: loopback addresses only, as in the tests.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray 2.60 writes ~/.ray/auth_token
 
 
 def time_syncs(args: argparse.Namespace, mode: str, loaded, weights) -> list[float]:
@@ -51,16 +52,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--syncs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lora", type=int, default=0,
+                        help="LoRA rank (0: full fine-tuning, every weight travels)")
     args = parser.parse_args()
 
     import ray
     import torch
 
-    from openrft.models.load import load_model
+    from openrft.models.load import LoraSettings, load_model
     from openrft.rl.weights import trainable_weights
 
     torch.set_num_threads(1)
-    loaded = load_model(args.model, dtype="float32", trainable=True)  # full fine-tuning
+    lora = LoraSettings(rank=args.lora, alpha=2 * args.lora, dropout=0.0) if args.lora else None
+    loaded = load_model(args.model, dtype="float32", trainable=True, lora=lora)
     copies = []
     for _ in range(5):
         started = time.perf_counter()
