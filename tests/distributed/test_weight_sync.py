@@ -219,3 +219,17 @@ def test_an_unknown_weight_sync_is_a_one_line_config_error():
         config_from_dict(config)
     assert str(error.value) == ("config: expert.ray.weight_sync: Input should be "
                                 "'object_store' or 'collective'")
+
+
+def test_sending_other_weights_than_the_group_was_formed_for_is_refused():
+    """The receivers would cut the buffer by the joined layout: rank 0 refuses first."""
+    weights = trainer_weights()
+    group = WeightSyncGroup(dist.HashStore(), 0, 1, "gloo", layout_of(weights), "cpu",
+                            TIMEOUT_S)
+    other = {**weights, "c.weight": torch.zeros(10)}
+    with pytest.raises(WeightSyncError) as error:
+        group.send(other)
+    assert str(error.value) == (
+        "the weights to sync are not the ones the group was formed for: c.weight is [11] "
+        "float32 on the trainer but [10] float32 in the weights to send")
+    group.close()

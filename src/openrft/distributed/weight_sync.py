@@ -59,18 +59,18 @@ def layout_of(tensors: Mapping[str, torch.Tensor]) -> Layout:
 
 
 def first_difference(trainer: Layout, other: Layout, where: str) -> str | None:
-    """The first weight (in name order) on which `other` (held by `where`) differs from
-    the trainer's, in words; None when they agree."""
+    """The first weight (in name order) on which `other` differs from the trainer's, in
+    words (`where` says where `other` is: "on rollout rank 2"); None when they agree."""
     ours = {name: (shape, dtype) for name, shape, dtype in trainer}
     theirs = {name: (shape, dtype) for name, shape, dtype in other}
     for name in sorted(ours.keys() | theirs.keys()):
         if name not in theirs:
-            return f"{name} is on the trainer but not on {where}"
+            return f"{name} is on the trainer but not {where}"
         if name not in ours:
-            return f"{name} is on {where} but not on the trainer"
+            return f"{name} is {where} but not on the trainer"
         if ours[name] != theirs[name]:
             return (f"{name} is {_describe(ours[name])} on the trainer but "
-                    f"{_describe(theirs[name])} on {where}")
+                    f"{_describe(theirs[name])} {where}")
     return None
 
 
@@ -128,7 +128,7 @@ class WeightSyncGroup:
     def send(self, weights: Mapping[str, torch.Tensor]) -> None:
         """Rank 0: broadcast `weights` (the layout announced at join) to every rank."""
         if layout_of(weights) != self.layout:
-            problem = first_difference(self.layout, layout_of(weights), "the weights to send")
+            problem = first_difference(self.layout, layout_of(weights), "in the weights to send")
             raise WeightSyncError(f"the weights to sync are not the ones the group was "
                                   f"formed for: {problem}")
         for names in self._buffers():
@@ -183,7 +183,7 @@ def _agree_on_layout(store: dist.Store, rank: int, world: int, layout: Layout) -
         store.set("verdict", problem)
     else:
         trainer = [(n, tuple(s), d) for n, s, d in json.loads(store.get("layout"))]
-        mismatch = first_difference(trainer, layout, f"rollout rank {rank}")
+        mismatch = first_difference(trainer, layout, f"on rollout rank {rank}")
         store.set(f"verdict/{rank}", mismatch or "")
         problem = store.get("verdict").decode()
     if problem:
