@@ -12,6 +12,7 @@ exc_info
 # Attributes set on other libraries' objects, which read them.
 hf_quantizer, pad_token, pre_tokenizer, model_max_length, openapi
 map_wn  # nltk's WordNet reader interface, called by nltk
+_timeout, rootRank  # torch.distributed options (NCCL's timeout, a broadcast's root)
 
 # OpenAI wire fields: part of the request/response schemas whether or not our code reads them.
 image_tag, first_id, last_id, status_details, supervised, dpo, entity, tags

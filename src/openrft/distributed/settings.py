@@ -3,6 +3,8 @@ without ray (rl/config.py holds them for every run)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from openrft.strict_model import StrictModel
@@ -22,6 +24,13 @@ class RaySettings(StrictModel):
     """CPUs each rollout actor reserves (also its torch thread count)."""
     gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
     """GPUs each rollout actor reserves (> 0: the actor moves its copy to CUDA)."""
+    weight_sync: Literal["object_store", "collective"] = "object_store"
+    """How the trainable weights reach the rollout actors after each update.
+    "object_store": put once into Ray's object store, each actor fetches and loads them;
+    simple and robust, and cheap for LoRA adapters. "collective": broadcast from this
+    process over a torch.distributed group (gloo on CPU; NCCL when the trainer's weights
+    and the actors are on GPUs), without serialising through the object store; meant for
+    large full-fine-tuning weights and GPUs (distributed/weight_sync.py)."""
     grading_tasks: int = Field(default=2, ge=1)
     """Ray tasks one batch's grading is split into (sandboxes and model-grader calls
     spread over the cluster's nodes)."""
