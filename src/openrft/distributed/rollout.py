@@ -143,8 +143,12 @@ class RayRolloutEngine:
 
     def sync_weights(self, model: Any) -> None:
         """Send the updated trainable weights to every actor (a dead one is replaced by
-        an actor built with them)."""
-        self.load_weights(trainable_weights(model))
+        an actor built with them). The collective sync broadcasts the parameters
+        themselves, where they live (a GPU under NCCL): no copy through host memory."""
+        if self._collective is not None:
+            self.load_weights(trainable_parameters(model))
+        else:
+            self.load_weights(trainable_weights(model))
 
     def load_weights(self, weights: Weights) -> None:
         """Every actor samples with `weights` from now on (the async mode sends the
@@ -288,7 +292,8 @@ class RayRolloutEngine:
         store only when an actor is replaced)."""
         sync = self._collective
         if self._weights is None and sync is not None and sync.latest is not None:
-            self._weights = self.ray.put(sync.latest)
+            self._weights = self.ray.put({name: tensor.detach().to("cpu", copy=True)
+                                          for name, tensor in sync.latest.items()})
         return self._weights
 
     def _start_worker(self, index: int, weights: Any) -> Any:
@@ -313,7 +318,10 @@ class Broadcaster:
     backend: Backend
     layout: Layout
     device: torch.device  # where the broadcast buffers live: CPU (gloo) or the trainer's GPU
-    latest: Weights | None = None  # the last weights sent (CPU copies)
+    # the last weights sent: the live parameters after `sync_weights` (unchanged until
+    # the next update, and a replacement actor within a step needs no other), or the
+    # async mode's snapshot of a version
+    latest: Weights | None = None
     group: WeightSyncGroup | None = None
     store: Any = None  # the group's TCPStore, served here
 
