@@ -275,14 +275,18 @@ def test_killed_trainer_and_killed_head_lose_nothing(ray_cluster, ray_run, tiny_
         assert torch.equal(tensor, reference[name]), name
 
 
+@pytest.mark.parametrize("weight_sync", ["object_store", "collective"])
 def test_async_mode_on_ray_matches_the_local_async_mode(ray_cluster, tiny_model_dir,
-                                                        toy_train_file, tmp_path):
+                                                        toy_train_file, tmp_path, weight_sync):
     """max_staleness 1 on the cluster: the actors sample step t+1's batch with the weights
-    they were last sent while the trainer updates step t, then take the new ones. The
-    versions, samples and updates are those of the local backend's async mode."""
+    they were last sent while the trainer updates step t, then take the new ones, through
+    the object store or by broadcast. The versions, samples and updates are those of the
+    local backend's async mode."""
     on_ray, local = tmp_path / "ray", tmp_path / "local"
-    train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, on_ray, "ray",
-                                           ray_cluster.address, max_staleness=1)))
+    config = ray_task_config(tiny_model_dir, toy_train_file, on_ray, "ray",
+                             ray_cluster.address, max_staleness=1)
+    config["expert"]["ray"]["weight_sync"] = weight_sync
+    train(config_from_dict(config))
     train(config_from_dict(ray_task_config(tiny_model_dir, toy_train_file, local, "local",
                                            max_staleness=1)))
     ray_rows, local_rows = metrics(on_ray), metrics(local)
