@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from openrft.distributed.data_parallel import gloo_group, shard_rows, sharded_update
+from openrft.distributed.data_parallel import shard_rows, sharded_update
+from openrft.distributed.weight_sync import process_group
 from openrft.rl.config import config_from_dict, resolve
 from openrft.rl.logprobs import TokenBatch, pack_samples
 from openrft.rl.policy_setup import build_policy, make_generation_params, make_rollout_engine
@@ -52,7 +53,7 @@ def run_ranks(policy: Policy, cfg, batch: TokenBatch, advantages: torch.Tensor,
     results: list = [None] * world
 
     def rank(index: int) -> None:
-        group = gloo_group(dist.PrefixStore("test", store), index, world, 60)
+        group = process_group("gloo", dist.PrefixStore("test", store), index, world, 60)
         results[index] = sharded_update(copies[index], cfg, batch, advantages, index, world,
                                         group, behaviour)
 

@@ -10,13 +10,12 @@ so the copies stay identical. The pass totals (loss, clipped tokens, KL, entropy
 summed too, so every rank reports the batch's metrics.
 
 Ray-free: the trainer actors (distributed/trainers.py) and the tests drive it. Groups are
-built explicitly (`gloo_group`), not through `init_process_group`, so nothing global is
-left in a process and several ranks can live in one process (the tests' threads).
+built explicitly (gloo, by weight_sync.py's `process_group`), not through
+`init_process_group`, so nothing global is left in a process and several ranks can live in
+one process (the tests' threads).
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -27,12 +26,6 @@ from openrft.rl.logprobs import TokenBatch
 from openrft.rl.step import Policy
 from openrft.rl.update import PassTotals, UpdateStats, batch_sizes, update_policy
 from openrft.rl.weights import Weights
-
-
-def gloo_group(store: dist.Store, rank: int, world: int, timeout_s: float
-               ) -> dist.ProcessGroupGloo:
-    """A gloo process group of `world` ranks meeting at `store` (CPU tensors)."""
-    return dist.ProcessGroupGloo(store, rank, world, timedelta(seconds=timeout_s))
 
 
 def shard_rows(total: int, rank: int, world: int) -> slice:

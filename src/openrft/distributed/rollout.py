@@ -52,7 +52,13 @@ from openrft.distributed.weight_sync import (
     layout_of,
     serve_store,
 )
-from openrft.rl.weights import Weights, load_weights, trainable_weights
+from openrft.rl.weights import (
+    Weights,
+    cpu_copies,
+    load_weights,
+    trainable_parameters,
+    trainable_weights,
+)
 from openrft.rollout.engine import GenerationParams, Messages, Sample
 
 log = logging.getLogger(__name__)
@@ -292,8 +298,7 @@ class RayRolloutEngine:
         store only when an actor is replaced)."""
         sync = self._collective
         if self._weights is None and sync is not None and sync.latest is not None:
-            self._weights = self.ray.put({name: tensor.detach().to("cpu", copy=True)
-                                          for name, tensor in sync.latest.items()})
+            self._weights = self.ray.put(cpu_copies(sync.latest))
         return self._weights
 
     def _start_worker(self, index: int, weights: Any) -> Any:
@@ -338,11 +343,6 @@ class Broadcaster:
         if self.group is not None:
             self.group.close()
         self.group = self.store = None
-
-
-def trainable_parameters(model: Any) -> dict[str, torch.Tensor]:
-    """The parameters an update changes, by name (the weight sync's payload)."""
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _reserve(ray: Any, settings: RaySettings) -> Any:

@@ -118,11 +118,11 @@ class TrainerRank:
         """Meet the other ranks at rank 0's store (every rank calls this at once)."""
         import torch.distributed as dist
 
-        from openrft.distributed.data_parallel import gloo_group
+        from openrft.distributed.weight_sync import process_group
 
         if self.store is None:
             self.store = dist.TCPStore(host, port, self.world, is_master=False)
-        self.group = gloo_group(self.store, self.rank, self.world, GLOO_TIMEOUT_S)
+        self.group = process_group("gloo", self.store, self.rank, self.world, GLOO_TIMEOUT_S)
 
     def update(self, batch: TokenBatch, advantages: torch.Tensor, behaviour: Weights | None
                ) -> tuple[UpdateStats, Weights, dict[str, Any], dict[str, Any]] | UpdateStats:

@@ -12,10 +12,19 @@ import torch
 Weights = dict[str, torch.Tensor]
 
 
+def trainable_parameters(model: torch.nn.Module) -> Weights:
+    """The parameters an update changes, by name, where they live (not copies)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def cpu_copies(weights: Weights) -> Weights:
+    """Detached CPU copies of `weights` (what survives later in-place updates)."""
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
+
+
 def trainable_weights(model: torch.nn.Module) -> Weights:
     """The tensors an update changes, on CPU, by parameter name."""
-    return {name: p.detach().to("cpu", copy=True)
-            for name, p in model.named_parameters() if p.requires_grad}
+    return cpu_copies(trainable_parameters(model))
 
 
 def load_weights(model: torch.nn.Module, weights: Weights) -> None:
