@@ -4,7 +4,8 @@ against collective (gloo), for full fine-tuning (every weight travels) or LoRA (
 One `RayRolloutEngine.load_weights(weights)` call is timed: the object store's put, each
 actor's fetch and load against the ping and the gloo broadcast into each actor's
 parameters. The weights are CPU copies made once beforehand (what `sync_weights` makes
-from the policy every step, timed separately as `copy s`). The two modes run interleaved
+from the policy every step on the object-store path, timed separately as `copy s`; the
+collective path broadcasts the parameters themselves). The two modes run interleaved
 `--repeats` times, each on a fresh engine (its actors start, the first sync is a warm-up),
 in a Ray instance this process starts on 127.0.0.1 and stops at its end.
 
