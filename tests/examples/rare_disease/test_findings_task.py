@@ -1,0 +1,79 @@
+"""The findings task (design (b)): prompt, SFT target, reward, and its rows on real cases."""
+
+from __future__ import annotations
+
+import math
+
+from openrft.examples.rare_disease.baseline import HypergeomRanker
+from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings
+from openrft.examples.rare_disease.findings_task import (
+    ASK,
+    findings_messages,
+    findings_target,
+    rank_reward,
+)
+from openrft.examples.rare_disease.hpo_data import HPOData
+from openrft.examples.rare_disease.matcher import PhenotypeMatcher, TextPipeline
+from openrft.examples.rare_disease.report_act import ReportActSettings, RowBuilder, list_length
+from openrft.examples.rare_disease.report_demo import act_settings
+from openrft.examples.rare_disease.reports import Report, ReportWriter
+
+
+def test_target_keeps_present_findings_in_report_order_and_drops_negated_ones() -> None:
+    report = Report(
+        "We saw a 3-year-old girl. There was no seizure. On examination we noted short "
+        "stature and big ears. The parents report clumsiness.",
+        [{"id": "HP:1", "text": "big ears", "negated": False},
+         {"id": "HP:2", "text": "seizure", "negated": True},
+         {"id": "HP:3", "text": "short stature", "negated": False},
+         {"id": "HP:4", "text": "clumsiness", "negated": False}],
+    )
+    assert findings_target(report) == "short stature; big ears; clumsiness"
+
+
+def test_prompt_is_the_report_then_the_instruction() -> None:
+    system, user = findings_messages("A report.")
+    assert system["role"] == "system" and user == {"role": "user", "content": f"A report.\n{ASK}"}
+    assert "ruled out" in ASK and "semicolons" in ASK
+
+
+def test_reward_is_rank_to_the_minus_half_and_zero_when_unlisted() -> None:
+    assert rank_reward(1) == 1.0 and rank_reward(4) == 0.5
+    assert math.isclose(rank_reward(20), 1 / math.sqrt(20))
+    assert rank_reward(None) == 0.0
+
+
+def test_findings_rows_on_the_mini_release(mini: HPOData) -> None:
+    # Through the matcher, the SFT target names exactly the report's present terms (the
+    # mini release has no synonyms, so no word is ambiguous); the row has no candidates.
+    pool = ["OMIM:100", "OMIM:200", "OMIM:400"]
+    matcher = PhenotypeMatcher(mini, {})
+    pipeline = TextPipeline(matcher, HypergeomRanker(mini, pool))
+    builder = RowBuilder(mini, {}, pipeline, ReportActSettings(), seed=3)
+    writer = ReportWriter(mini.names, {}, seed=3)  # the builder's own stream, replayed
+    cases = CaseGenerator(mini, pool, 3, CaseSettings(absent_probability=1.0)).generate(
+        pool, 6, "t")
+    negations = 0
+    for case in cases:
+        row = builder.row(case)
+        report = writer.write(case)
+        present = {str(m["id"]) for m in report.mentions if not m["negated"]}
+        negated = {str(m["id"]) for m in report.mentions if m["negated"]}
+        assert row["messages"] == findings_messages(report.text)
+        assert set(matcher.find(row["target"])) == present
+        assert not negated & set(matcher.find(row["target"]))
+        assert "candidates" not in row and row["gene"] == case.gene
+        negations += len(negated)
+    assert negations > 0  # the reports did negate findings, and the targets left them out
+
+
+def test_act_settings_per_task_and_act() -> None:
+    full = act_settings("full", "m", "findings")
+    assert (full.task, full.max_tokens, full.rft_steps, full.heldout_cases) == (
+        "findings", 64, 100, 600)
+    assert list_length(full) == 20
+    old = act_settings("full", "m", "candidates")  # the H100 run of docs/rare_disease.md
+    assert (old.max_tokens, old.rft_steps, list_length(old)) == (24, 40, 5)
+    short = act_settings("short", "m", "findings")
+    assert (short.max_tokens, short.rft_steps, short.heldout_cases, short.model) == (
+        64, 4, 40, "m")
