@@ -31,6 +31,7 @@ from typing import Any
 
 # The Ray instance each run starts is one machine: loopback addresses only, as in the tests.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray 2.60 writes ~/.ray/auth_token
 
 
 def run_one(args: argparse.Namespace) -> None:
