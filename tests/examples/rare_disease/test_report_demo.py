@@ -56,6 +56,12 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
     assert {"rft-base top@1", "rft-sft top@1", "rft-pipeline top@1"} <= set(seed["compare"])
     assert (tmp_path / "flagship_chart.png").stat().st_size > 10_000
     assert "openrft demo --model" in console.file.getvalue()  # the full command is printed
+    # every model arm's held-out answers are kept, and the first case's are shown
+    saved = json.loads((tmp_path / "seed0" / "ranks" / "rft.json").read_text())
+    assert len(saved["answers"]) == 10 and saved["ranks"] == seed["ranks"]["rft"]
+    assert seed["example"]["answers"]["rft"] == saved["answers"][0]
+    assert set(seed["example"]["answers"]) == set(MODEL_ARMS)
+    assert "The first held-out case" in console.file.getvalue()
     # a second call resumes: every arm's ranks are read back, nothing is retrained
     again = run_report_demo(tmp_path, settings, seeds=1, threads=1,
                             console=Console(file=io.StringIO()))

@@ -237,21 +237,32 @@ def sft_rows(train_file: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class Graded:
+    """One model's greedy answers on a rows file, graded."""
+
+    ranks: list[int | None]  # the true gene's rank per row (None: not in the list)
+    mean_reward: float
+    answers: list[str]
+
+
 def evaluate_ranks(model: str | Path, rows_file: Path, settings: ReportActSettings,
-                   scoring: Scoring, progress: bool = True) -> tuple[list[int | None], float]:
-    """Greedy answers, graded: (the true gene's rank per row, mean reward)."""
+                   scoring: Scoring, progress: bool = True) -> Graded:
+    """Greedy answers, graded with the task's scoring."""
     from openrft.eval.evaluate import evaluate
     from openrft.rollout.engine import GenerationParams
 
     params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.0)
     report = evaluate(str(model), rows_file, scoring.grader, params=params,
                       batch_size=settings.eval_batch, progress=progress)
+    answers = [row.samples[0].output_text for row in report.rows]
     if scoring.rank_text is None:  # the python grader reports the rank itself
-        return [row.samples[0].rank for row in report.rows], report.mean_reward
-    rows = _read_jsonl(rows_file)
-    ranks = [rank_of(item["gene"], scoring.rank_text(row.samples[0].output_text))
-             for item, row in zip(rows, report.rows, strict=True)]
-    return ranks, report.mean_reward
+        ranks = [row.samples[0].rank for row in report.rows]
+    else:
+        genes = [item["gene"] for item in _read_jsonl(rows_file)]
+        ranks = [rank_of(gene, scoring.rank_text(answer))
+                 for gene, answer in zip(genes, answers, strict=True)]
+    return Graded(ranks, report.mean_reward, answers)
 
 
 def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, seed: int,
@@ -305,10 +316,10 @@ def select_checkpoint(run: Path, valid_file: Path, settings: ReportActSettings,
 
     scored = []
     for step in checkpoint_steps(run / "checkpoints"):
-        ranks, reward = evaluate_ranks(run / "checkpoints" / f"step-{step}", valid_file,
-                                       settings, scoring, progress=False)
-        scored.append({"step": step, "valid_reward": reward,
-                       "valid_top@1": float(hits(ranks, 1).mean())})
+        graded = evaluate_ranks(run / "checkpoints" / f"step-{step}", valid_file, settings,
+                                scoring, progress=False)
+        scored.append({"step": step, "valid_reward": graded.mean_reward,
+                       "valid_top@1": float(hits(graded.ranks, 1).mean())})
     if not scored:
         raise RuntimeError(f"no checkpoints to select from in {run}")
     best = max(scored, key=lambda r: (r["valid_reward"], -r["step"]))

@@ -89,6 +89,7 @@ def _model_arms(prepared: Any, scoring: Any, settings: ReportActSettings, seed: 
     ranks: dict[str, list[int | None]] = dict(prepared.ranks)
     valid: dict[str, float] = {}
     models: dict[str, str] = {"base": settings.model}
+    first_answers: dict[str, str] = {}  # each model arm's answer to the first held-out case
 
     def model_arm(arm: str, build: Any, what: str) -> None:
         path = out / "ranks" / f"{arm}.json"
@@ -99,16 +100,20 @@ def _model_arms(prepared: Any, scoring: Any, settings: ReportActSettings, seed: 
             saved = json.loads(path.read_text())
             valid[arm] = saved.get("valid_top@1", float("nan"))
             models[arm] = saved.get("model", "")
+            if saved.get("answers"):
+                first_answers[arm] = saved["answers"][0]
             return
         with _timed(timings, arm, console, what):
             model = build()
             models[arm] = str(model)
-            valid_ranks, _ = evaluate_ranks(model, prepared.files["valid"], settings, scoring)
-            held, _ = evaluate_ranks(model, prepared.files["heldout"], settings, scoring)
-        valid[arm] = metrics_of(valid_ranks)["top@1"]
-        ranks[arm] = held
-        save_ranks(path, held, {"model": str(model), "valid_top@1": valid[arm],
-                                "valid_ranks": valid_ranks, "seconds": timings[arm]})
+            valid_graded = evaluate_ranks(model, prepared.files["valid"], settings, scoring)
+            held = evaluate_ranks(model, prepared.files["heldout"], settings, scoring)
+        valid[arm] = metrics_of(valid_graded.ranks)["top@1"]
+        ranks[arm] = held.ranks
+        first_answers[arm] = held.answers[0]
+        save_ranks(path, held.ranks, {"model": str(model), "valid_top@1": valid[arm],
+                                      "valid_ranks": valid_graded.ranks,
+                                      "answers": held.answers, "seconds": timings[arm]})
 
     model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
     model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft",
@@ -128,6 +133,9 @@ def _model_arms(prepared: Any, scoring: Any, settings: ReportActSettings, seed: 
         "timings": timings,
         "models": models,
         "heldout_cases": len(prepared.heldout),
+        "example": {"prompt": prepared.heldout[0]["messages"][-1]["content"],
+                    "gene": prepared.heldout[0]["gene"], "answers": first_answers,
+                    "ranks": {arm: r[0] for arm, r in ranks.items()}},
     }
 
 
@@ -220,6 +228,14 @@ def _print(console: Console, summary: dict[str, Any], cis: dict[str, Any],
     for name, ci in cis.items():
         console.print(f"{name}: {100 * ci['mean']:+.1f} points, paired 95% CI "
                       f"[{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] (n={ci['n']})")
+    example = results[0]["example"]
+    console.rule("[bold]The first held-out case of seed 0", align="left")
+    console.print(example["prompt"], markup=False, highlight=False)
+    for arm, answer in example["answers"].items():
+        rank = example["ranks"].get(arm)
+        console.print(f"[bold]{LABELS[arm]}[/] (true gene {example['gene']} at rank "
+                      f"{rank if rank is not None else '—'}): ", end="")
+        console.print(answer, markup=False, highlight=False)
     console.print(f"total wall time {wall / 60:.1f} min")
     if act == "short":
         console.print("This was the shortened act. The full experiment: "
