@@ -19,11 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from openrft.examples.rare_disease.chart import METRICS, draw_chart
+from openrft.examples.rare_disease.matcher import TextPipeline
 from openrft.examples.rare_disease.report_act import (
     ARMS,
     MODEL_ARMS,
     TASK_DEFAULTS,
     ReportActSettings,
+    ReportData,
+    Scoring,
     disease_breakdown,
     evaluate_ranks,
     list_length,
@@ -68,7 +71,7 @@ def _timed(timings: dict[str, float], name: str, console: Console, what: str) ->
     return _Stage()
 
 
-def run_report_seed(data: Any, synonyms: Any, pipeline: Any, settings: ReportActSettings,
+def run_report_seed(data: Any, synonyms: Any, pipeline: TextPipeline, settings: ReportActSettings,
                     seed: int, out: Path, console: Console, threads: int | None,
                     arms: tuple[str, ...] = MODEL_ARMS) -> dict[str, Any]:
     """The model `arms` for one seed; an arm whose ranks file exists is reused (resume), so
@@ -83,9 +86,11 @@ def run_report_seed(data: Any, synonyms: Any, pipeline: Any, settings: ReportAct
     return result
 
 
-def _model_arms(prepared: Any, scoring: Any, settings: ReportActSettings, seed: int, out: Path,
+def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSettings, seed: int,
+                out: Path,
                 console: Console, threads: int | None, arms: tuple[str, ...],
                 timings: dict[str, float]) -> dict[str, Any]:
+    """The model arms of one seed and the statistics of all arms on its held-out rows."""
     ranks: dict[str, list[int | None]] = dict(prepared.ranks)
     valid: dict[str, float] = {}
     models: dict[str, str] = {"base": settings.model}

@@ -7,7 +7,7 @@ Arms are scored on the same held-out cases, so their difference is estimated per
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ COMPARISONS = (("rft", "base"), ("rft", "sft"), ("sft_rft", "base"), ("sft_rft",
                ("rft", "pipeline"), ("sft_rft", "pipeline"))
 
 
-def compare(ranks: dict[str, Sequence[int | None]], seed: int) -> dict[str, dict[str, float]]:
+def compare(ranks: Mapping[str, Sequence[int | None]], seed: int) -> dict[str, dict[str, float]]:
     """Paired bootstrap CIs of the top@1 and top@max differences the targets name
     (`COMPARISONS`, those whose arms are present), keyed "a-b top@k"."""
     out: dict[str, dict[str, float]] = {}
