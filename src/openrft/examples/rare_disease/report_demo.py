@@ -210,9 +210,9 @@ def run_report_demo(out: Path, settings: ReportActSettings, seeds: int = 1,
     (out / "report_details.json").write_text(json.dumps(details, indent=1) + "\n")
     (out / "report_results.md").write_text(markdown(summary, cis))
     draw_chart(summary, out / "flagship_chart.png",
-               f"{settings.model}: case reports, {settings.task} task, {act} act, "
-               f"{len(results)} seed(s), {results[0]['heldout_cases']} held-out cases each "
-               f"(top@max = top@{list_length(settings)})", labels=LABELS)
+               f"{settings.model}: case reports, {settings.task} task, {act} act\n"
+               f"{len(results)} seed(s), {results[0]['heldout_cases']} held-out cases each, "
+               f"top@max = top@{list_length(settings)}", labels=LABELS)
     _print(console, summary, cis, results, wall, act, settings)
     return details
 
