@@ -69,19 +69,14 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
         "cases"}
 
 
-def test_demo_rejects_an_unknown_act(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sys, "argv", ["openrft", "demo", "--model", "x", "--act", "huge"])
+@pytest.mark.parametrize(("option", "value", "named"), [("--act", "huge", "short"),
+                                                      ("--task", "genes", "findings")])
+def test_demo_rejects_an_unknown_act_or_task(monkeypatch, capsys, option: str, value: str,
+                                             named: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["openrft", "demo", "--model", "x", option, value])
     with pytest.raises(SystemExit) as exit_:
         main()
     err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert "--act" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-
-
-def test_demo_rejects_an_unknown_task(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sys, "argv", ["openrft", "demo", "--model", "x", "--task", "genes"])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2
-    assert "--task" in err and "findings" in err and len(err.strip().splitlines()) == 1
+    assert option in err and named in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
