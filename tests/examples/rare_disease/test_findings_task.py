@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import pytest
+
+from openrft.errors import InvalidInput
 from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings
 from openrft.examples.rare_disease.findings_task import (
@@ -14,7 +19,12 @@ from openrft.examples.rare_disease.findings_task import (
 )
 from openrft.examples.rare_disease.hpo_data import HPOData
 from openrft.examples.rare_disease.matcher import PhenotypeMatcher, TextPipeline
-from openrft.examples.rare_disease.report_act import ReportActSettings, RowBuilder, list_length
+from openrft.examples.rare_disease.report_act import (
+    ReportActSettings,
+    RowBuilder,
+    list_length,
+    prepare_report_data,
+)
 from openrft.examples.rare_disease.report_demo import act_settings
 from openrft.examples.rare_disease.reports import Report, ReportWriter
 
@@ -77,3 +87,17 @@ def test_act_settings_per_task_and_act() -> None:
     short = act_settings("short", "m", "findings")
     assert (short.max_tokens, short.rft_steps, short.heldout_cases, short.model) == (
         64, 4, 40, "m")
+
+
+@pytest.mark.parametrize(("written", "asked"), [("findings", "candidates"),
+                                                ("candidates", "findings")])
+def test_rows_of_the_other_task_are_refused_not_reused(tmp_path: Path, written: str,
+                                                        asked: str) -> None:
+    field = {"target": "big ears"} if written == "findings" else {"candidates": ["G1"]}
+    row = {"messages": [], "gene": "G1", "pipeline_rank": 1, "upper_bound_rank": 1, **field}
+    for name in ("train", "valid", "heldout", "grader"):
+        suffix = "json" if name == "grader" else "jsonl"
+        (tmp_path / f"{name}.{suffix}").write_text(json.dumps(row) + "\n")
+    settings = ReportActSettings(task=asked)
+    with pytest.raises(InvalidInput, match=f"rows of the {written} task, not the {asked}"):
+        prepare_report_data(None, {}, None, settings, 0, tmp_path)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from openrft.errors import InvalidInput
 from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings, split_diseases
 from openrft.examples.rare_disease.findings_task import (
@@ -219,6 +220,10 @@ def prepare_report_data(
         if "grader" in files:
             files["grader"].write_text(json.dumps(GRADER, indent=2) + "\n")
     heldout = _read_jsonl(files["heldout"])
+    written = "findings" if "target" in heldout[0] else "candidates"
+    if written != settings.task:
+        raise InvalidInput(str(out), f"holds rows of the {written} task, not the "
+                           f"{settings.task} task; choose another --out")
     ranks = {
         "pipeline": [r["pipeline_rank"] for r in heldout],
         "upper_bound": [r["upper_bound_rank"] for r in heldout],
