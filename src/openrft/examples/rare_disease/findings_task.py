@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from openrft.examples.rare_disease.report_task import SYSTEM
 from openrft.examples.rare_disease.reports import Report
 
-SYSTEM = "You are a clinical geneticist."
 ASK = ("List every finding this patient has, in the report's own words, separated by "
        "semicolons. Leave out findings that were ruled out, denied or not observed.")
 LIST_LENGTH = 20  # genes ranked and scored; top@max is top@20 for this task

@@ -350,9 +350,5 @@ def save_ranks(path: Path, ranks: list[int | None], extra: dict[str, Any]) -> No
     path.write_text(json.dumps({"ranks": ranks, **extra}) + "\n")
 
 
-def load_ranks(path: Path) -> list[int | None] | None:
-    return json.loads(path.read_text())["ranks"] if path.exists() else None
-
-
 def settings_dict(settings: ReportActSettings) -> dict[str, Any]:
     return asdict(settings)

@@ -30,7 +30,6 @@ from openrft.examples.rare_disease.report_act import (
     disease_breakdown,
     evaluate_ranks,
     list_length,
-    load_ranks,
     metrics_of,
     prepare_report_data,
     ranker_pipeline,
@@ -81,9 +80,8 @@ def run_report_seed(data: Any, synonyms: Any, pipeline: TextPipeline, settings: 
     with _timed(timings, "cases", console, f"seed {seed}: reports, pipeline, rows"):
         prepared = prepare_report_data(data, synonyms, pipeline, settings, seed, out)
     with task_scoring(settings, pipeline, seed) as scoring:
-        result = _model_arms(prepared, scoring, settings, seed, out, console, threads, arms,
-                             timings)
-    return result
+        return _model_arms(prepared, scoring, settings, seed, out, console, threads, arms,
+                           timings)
 
 
 def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSettings, seed: int,
@@ -100,9 +98,9 @@ def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSetti
         path = out / "ranks" / f"{arm}.json"
         if arm not in arms and not path.exists():
             return
-        if (done := load_ranks(path)) is not None:
-            ranks[arm] = done
+        if path.exists():  # done by an earlier run: read back
             saved = json.loads(path.read_text())
+            ranks[arm] = saved["ranks"]
             valid[arm] = saved.get("valid_top@1", float("nan"))
             models[arm] = saved.get("model", "")
             if saved.get("answers"):
