@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 import threading
 from dataclasses import replace
@@ -67,6 +68,19 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
                             console=Console(file=io.StringIO()))
     assert again["seeds"][0]["ranks"] == seed["ranks"] and again["seeds"][0]["timings"].keys() == {
         "cases"}
+    # an RFT arm killed after its first step continues from that checkpoint (before, the
+    # act refused the half-written run directory) and ends where the straight run ended
+    rft = tmp_path / "seed0" / "rft"
+    (tmp_path / "seed0" / "ranks" / "rft.json").unlink()
+    for leftover in (rft / "checkpoints" / "step-2", rft / "final", rft / "selected"):
+        shutil.rmtree(leftover)
+    resumed = run_report_demo(tmp_path, settings, seeds=1, threads=1,
+                              console=Console(file=io.StringIO()))
+    assert resumed["seeds"][0]["timings"].keys() == {"cases", "rft"}
+    events = [json.loads(x) for x in (rft / "events.jsonl").open()]
+    resumed_at = [e["data"]["resumed_step"] for e in events if "resumed_step" in (e["data"] or {})]
+    assert resumed_at == [1]
+    assert resumed["seeds"][0]["ranks"]["rft"] == seed["ranks"]["rft"]
 
 
 @pytest.mark.parametrize(("option", "value", "named"), [("--act", "huge", "short"),

@@ -284,7 +284,8 @@ def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, se
 
 def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettings, seed: int,
             out: Path, scoring: Scoring, reporter: Any = None) -> Path:
-    """GRPO with LoRA; the kept checkpoint with the best greedy validation reward wins."""
+    """GRPO with LoRA; the kept checkpoint with the best greedy validation reward wins.
+    An arm stopped part-way (killed, out of memory) continues from its newest checkpoint."""
     from openrft.rl.config import RFTConfig
     from openrft.rl.trainer import train
 
@@ -307,7 +308,7 @@ def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettin
             "save_every": every, "keep_checkpoints": settings.rft_steps // every + 1,
         },
     })
-    result = train(config, reporter=reporter)
+    result = train(config, reporter=reporter, resume=True)
     if result.final_model_dir is None:
         raise RuntimeError(f"RFT run in {out} stopped before finishing")
     return select_checkpoint(out, files["valid"], settings, scoring)
