@@ -13,7 +13,9 @@ from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings
 from openrft.examples.rare_disease.findings_task import (
     ASK,
+    findings_f1,
     findings_messages,
+    findings_reward,
     findings_target,
     rank_reward,
 )
@@ -53,6 +55,25 @@ def test_reward_is_rank_to_the_minus_half_and_zero_when_unlisted() -> None:
     assert rank_reward(None) == 0.0
 
 
+def test_findings_f1_counts_each_term_once_and_is_zero_without_a_match() -> None:
+    # answer {A, B, C} (B twice), reference {B, C, D, E}: precision 2/3, recall 2/4,
+    # F1 = 2 * (1/3) / (2/3 + 1/2) = 4/7
+    assert math.isclose(findings_f1(["A", "B", "B", "C"], ["B", "C", "D", "E"]), 4 / 7)
+    assert findings_f1(["B", "C"], ["C", "B"]) == 1.0
+    assert findings_f1(["A"], ["B"]) == 0.0 and findings_f1([], ["B"]) == 0.0
+
+
+def test_reward_mixes_rank_and_findings_by_the_reading_weight() -> None:
+    # rank 4 (0.5) with F1 4/7: a quarter of the first, three quarters of the second
+    found, reference = ["A", "B", "C"], ["B", "C", "D", "E"]
+    assert math.isclose(findings_reward(4, found, reference), 0.25 * 0.5 + 0.75 * 4 / 7)
+    assert findings_reward(4, found, reference, reading_weight=0.0) == 0.5
+    assert math.isclose(findings_reward(None, found, reference, reading_weight=1.0), 4 / 7)
+    # copying a negated finding into the answer costs precision at the same rank
+    assert findings_reward(1, ["B", "C", "N"], ["B", "C"]) < findings_reward(1, ["B", "C"],
+                                                                              ["B", "C"])
+
+
 def test_findings_rows_on_the_mini_release(mini: HPOData) -> None:
     # Through the matcher, the SFT target names exactly the report's present terms (the
     # mini release has no synonyms, so no word is ambiguous); the row has no candidates.
@@ -79,14 +100,15 @@ def test_findings_rows_on_the_mini_release(mini: HPOData) -> None:
 
 def test_act_settings_per_task_and_act() -> None:
     full = act_settings("full", "m", "findings")
-    assert (full.task, full.max_tokens, full.rft_steps, full.heldout_cases) == (
-        "findings", 64, 100, 600)
+    assert (full.task, full.max_tokens, full.rft_steps, full.sft_rft_steps,
+            full.heldout_cases) == ("findings", 64, 100, 40, 600)
+    assert (full.rft_reading_weight, full.sft_rft_reading_weight) == (0.0, 0.75)
     assert list_length(full) == 20
     old = act_settings("full", "m", "candidates")  # the H100 run of docs/rare_disease.md
-    assert (old.max_tokens, old.rft_steps, list_length(old)) == (24, 40, 5)
+    assert (old.max_tokens, old.rft_steps, old.sft_rft_steps, list_length(old)) == (24, 40, 40, 5)
     short = act_settings("short", "m", "findings")
-    assert (short.max_tokens, short.rft_steps, short.heldout_cases, short.model) == (
-        64, 4, 40, "m")
+    assert (short.max_tokens, short.rft_steps, short.sft_rft_steps, short.heldout_cases,
+            short.model) == (64, 4, 4, 40, "m")
 
 
 @pytest.mark.parametrize(("written", "asked"), [("findings", "candidates"),

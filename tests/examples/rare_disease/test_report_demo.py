@@ -26,8 +26,8 @@ from openrft.examples.rare_disease.report_demo import SHORT, run_report_demo
 def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir: Path,
                                                   task: str) -> None:
     settings = replace(SHORT, model=str(tiny_model_dir), task=task, train_cases=8, valid_cases=4,
-                       heldout_cases=10, rft_steps=2, rft_batch=2, rft_group=2, select_every=1,
-                       max_tokens=8)
+                       heldout_cases=10, rft_steps=2, sft_rft_steps=1, rft_batch=2, rft_group=2,
+                       select_every=1, max_tokens=8)
     threads_before = threading.active_count()
     console = Console(file=io.StringIO(), width=120)
     details = run_report_demo(tmp_path, settings, seeds=1, threads=1, console=console)
@@ -45,6 +45,9 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
         assert all(r["target"] and "candidates" not in r for r in rows["train"])
         rft_config = yaml.safe_load((tmp_path / "seed0" / "rft" / "config.yaml").read_text())
         assert rft_config["grader"]["type"] == "endpoint"
+        sft_rft_config = yaml.safe_load(
+            (tmp_path / "seed0" / "sft_rft" / "config.yaml").read_text())
+        assert (rft_config["total_steps"], sft_rft_config["total_steps"]) == (2, 1)
         with pytest.raises(httpx.ConnectError):
             httpx.post(rft_config["grader"]["url"], json={}, timeout=2)
         assert threading.active_count() <= threads_before

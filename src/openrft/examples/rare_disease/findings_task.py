@@ -2,11 +2,14 @@
 
 The model is asked to list the findings the report says the patient *has*, in the
 report's own words. The answer goes through the non-LLM pipeline's string matcher to HPO
-terms, and hypergeom_d ranks every gene of the release on them; the reward is the true
-gene's rank in that list, `rank ** -0.5` within the top `LIST_LENGTH`, 0 beyond. So the
-model is paid for the extraction that serves the diagnosis (leaving out negated and
-irrelevant findings, keeping the words the matcher knows), and the ranking, which a 135M
-model cannot learn (variants 9 and 9b of docs/rare_disease.md), stays with the ranker.
+terms, and hypergeom_d ranks every gene of the release on them. The reward mixes two
+things the grader can check: the true gene's rank in that list (`rank ** -0.5` within
+the top `LIST_LENGTH`, 0 beyond) and the F1 of the answer's HPO terms against the
+reference findings' terms, weighted `READING_WEIGHT`. The rank alone pays as much for
+copying the whole report (negated findings included) as for reading it, and RFT found
+that optimum (variants 11-13 of docs/rare_disease.md); the F1 term makes a copied
+negation cost precision. The ranking, which a 135M model cannot learn (variants 9 and
+9b), stays with the ranker.
 
 The answer is a semicolon-separated list, not JSON: the matcher reads words either way,
 and the list costs the small model fewer tokens and no format to get wrong.
@@ -14,6 +17,7 @@ and the list costs the small model fewer tokens and no format to get wrong.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from openrft.examples.rare_disease.report_task import SYSTEM
@@ -22,6 +26,7 @@ from openrft.examples.rare_disease.reports import Report
 ASK = ("List every finding this patient has, in the report's own words, separated by "
        "semicolons. Leave out findings that were ruled out, denied or not observed.")
 LIST_LENGTH = 20  # genes ranked and scored; top@max is top@20 for this task
+READING_WEIGHT = 0.75  # the findings F1's share of the SFT->RFT reward (variant 14)
 
 
 def findings_messages(report: str) -> list[dict[str, str]]:
@@ -43,6 +48,22 @@ def rank_reward(rank: int | None) -> float:
     return 0.0 if rank is None else float(rank) ** -0.5
 
 
-def grader_spec(url: str) -> dict[str, Any]:
-    """The endpoint grader a job uses to reach the ranker server at `url`."""
-    return {"type": "endpoint", "name": "hypergeom_rank", "url": url}
+def findings_f1(found: Collection[str], reference: Collection[str]) -> float:
+    """F1 of the answer's HPO terms against the reference findings' terms (as sets): the
+    harmonic mean of precision and recall, 0 when nothing matches."""
+    hits = len(set(found) & set(reference))
+    return 0.0 if hits == 0 else 2 * hits / (len(set(found)) + len(set(reference)))
+
+
+def findings_reward(rank: int | None, found: Collection[str], reference: Collection[str],
+                    reading_weight: float = READING_WEIGHT) -> float:
+    """`(1 - w) * rank_reward(rank) + w * findings_f1(found, reference)`, w the weight."""
+    return (1 - reading_weight) * rank_reward(rank) + reading_weight * findings_f1(found,
+                                                                                 reference)
+
+
+def grader_spec(url: str, reading_weight: float) -> dict[str, Any]:
+    """The endpoint grader a job uses to reach the ranker server's `/grade` at `url`, with
+    the reward's reading weight as a query parameter."""
+    return {"type": "endpoint", "name": "hypergeom_rank_and_findings",
+            "url": f"{url}?reading_weight={reading_weight}"}

@@ -2,10 +2,14 @@
 
 A fastapi app on 127.0.0.1 (an ephemeral port) in a background thread of the process that
 runs the act, alive only inside `with RankerGraderServer(...)`. It speaks the endpoint
-grader protocol (graders/endpoint.py): POST `{"sample": {"output_text"}, "item": {"gene"},
-"trace_id"}` to `/grade`, answer `{"score", "rank"}`. The python grader cannot do this
-job: its sandbox has neither the HPO release nor the ranker's 5,132-gene index, which
-take seconds to build and must be built once, not per answer.
+grader protocol (graders/endpoint.py): POST `{"sample": {"output_text"}, "item": {"gene",
+"target"}, "trace_id"}` to `/grade?reading_weight=w`, answer `{"score", "rank",
+"findings_f1"}`, the score being `findings_task.findings_reward` (the gene's rank, and the
+answer's terms against those of the reference findings `target`, weighted w). The weight
+is in the URL so that the act's two RFT arms share one server with different rewards.
+The python grader cannot do this job: its sandbox has neither the HPO release nor the
+ranker's 5,132-gene index, which take seconds to build and must be built once, not per
+answer.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel
 
-from openrft.examples.rare_disease.findings_task import grader_spec, rank_reward
+from openrft.examples.rare_disease.findings_task import (
+    READING_WEIGHT,
+    findings_f1,
+    findings_reward,
+    grader_spec,
+)
 from openrft.examples.rare_disease.matcher import rank_of
 
 START_TIMEOUT_S = 30.0
@@ -32,6 +41,7 @@ class _Sample(BaseModel):
 
 class _Item(BaseModel):
     gene: str
+    target: str | None = None  # the reference findings; needed when the reading weight > 0
 
 
 class GradeRequest(BaseModel):
@@ -40,14 +50,26 @@ class GradeRequest(BaseModel):
     trace_id: str | None = None
 
 
-def ranker_app(rank_text: Callable[[str], list[str]]) -> FastAPI:
-    """`/grade`: the true gene's rank in `rank_text(answer)` and its reward."""
-    app = FastAPI(title="hypergeom_d rank grader")
+Terms = Callable[[str], list[str]]
+
+
+def ranker_app(rank_text: Callable[[str], list[str]], find_terms: Terms) -> FastAPI:
+    """`/grade`: the true gene's rank in `rank_text(answer)`, the F1 of `find_terms(answer)`
+    against `find_terms(target)`, and the reward mixing them."""
+    app = FastAPI(title="hypergeom_d rank and findings grader")
 
     @app.post("/grade")
-    def grade(request: GradeRequest) -> dict[str, Any]:
-        rank = rank_of(request.item.gene, rank_text(request.sample.output_text or ""))
-        return {"score": rank_reward(rank), "rank": rank}
+    def grade(request: GradeRequest,
+              reading_weight: float = Query(READING_WEIGHT, ge=0, le=1)) -> dict[str, Any]:
+        if reading_weight > 0 and request.item.target is None:
+            raise HTTPException(422, "item has no 'target' (the reference findings) to "
+                                     "score the answer's findings against")
+        answer = request.sample.output_text or ""
+        rank = rank_of(request.item.gene, rank_text(answer))
+        found = find_terms(answer)
+        reference = find_terms(request.item.target or "")
+        return {"score": findings_reward(rank, found, reference, reading_weight),
+                "rank": rank, "findings_f1": findings_f1(found, reference)}
 
     return app
 
@@ -55,18 +77,19 @@ def ranker_app(rank_text: Callable[[str], list[str]]) -> FastAPI:
 class RankerGraderServer:
     """Serves `ranker_app` on 127.0.0.1 while the `with` block runs; `grader` is the spec."""
 
-    def __init__(self, rank_text: Callable[[str], list[str]]) -> None:
+    def __init__(self, rank_text: Callable[[str], list[str]], find_terms: Terms) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))  # bound before the thread starts: no port race
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(ranker_app(rank_text), log_level="warning", lifespan="off")
+        config = uvicorn.Config(ranker_app(rank_text, find_terms), log_level="warning",
+                                lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self._socket]}, daemon=True)
 
-    @property
-    def grader(self) -> dict[str, Any]:
-        return grader_spec(f"http://127.0.0.1:{self.port}/grade")
+    def grader(self, reading_weight: float) -> dict[str, Any]:
+        """The endpoint grader spec of this server with that reading weight."""
+        return grader_spec(f"http://127.0.0.1:{self.port}/grade", reading_weight)
 
     def __enter__(self) -> RankerGraderServer:
         self._thread.start()

@@ -28,6 +28,7 @@ from openrft.examples.rare_disease.baseline import HypergeomRanker
 from openrft.examples.rare_disease.cases import CaseGenerator, CaseSettings, split_diseases
 from openrft.examples.rare_disease.findings_task import (
     LIST_LENGTH,
+    READING_WEIGHT,
     findings_messages,
     findings_target,
 )
@@ -69,19 +70,25 @@ class ReportActSettings:
     lora_rank: int = 16
     sft_epochs: int = 1
     sft_learning_rate: float = 2e-4
-    rft_steps: int = 100
+    rft_steps: int = 100  # RFT from the untuned model
+    sft_rft_steps: int = 40  # RFT from the SFT model: flat after 20 (variants 12 and 14)
     rft_batch: int = 4
     rft_group: int = 8
     rft_learning_rate: float = 2e-4
     rft_beta: float = 0.0
     rft_temperature: float = 0.7  # at 1.0 the 135M model samples mostly off-format text
     select_every: int = 20  # keep a checkpoint every k steps; the best on validation wins
+    # The findings reward's share for the answer's findings F1 (the rest: the gene's rank),
+    # per RFT arm. From the untuned model the act ran rank only (variant 13 tried 0.5);
+    # from the SFT model 0.75 won on validation (variant 14).
+    rft_reading_weight: float = 0.0
+    sft_rft_reading_weight: float = READING_WEIGHT
 
 
 # The candidates task's full-act settings (the H100 run of docs/rare_disease.md).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "findings": {},
-    "candidates": {"max_tokens": 24, "rft_steps": 40},
+    "candidates": {"max_tokens": 24, "rft_steps": 40, "sft_rft_steps": 40},
 }
 
 
@@ -105,20 +112,24 @@ def ranker_pipeline(data: HPOData, synonyms: dict[str, list[Synonym]]) -> TextPi
                         HypergeomRanker(data, all_gene_diseases(data)))
 
 
+ScoringFor = Callable[[float], Scoring]  # reading weight -> the task's scoring
+
+
 @contextmanager
 def task_scoring(settings: ReportActSettings, pipeline: TextPipeline, seed: int
-                 ) -> Iterator[Scoring]:
-    """The task's scoring; for `findings` the ranker's endpoint grader server runs on
-    127.0.0.1 for exactly the `with` block."""
+                 ) -> Iterator[ScoringFor]:
+    """The task's scoring for a reading weight (the candidates task has none); for
+    `findings` the ranker's endpoint grader server runs on 127.0.0.1 for exactly the
+    `with` block."""
     if settings.task == "candidates":
-        yield Scoring(GRADER)
+        yield lambda _weight: Scoring(GRADER)
         return
 
     def rank_text(text: str) -> list[str]:
         return pipeline.rank(text, LIST_LENGTH, seed=seed)
 
-    with RankerGraderServer(rank_text) as server:
-        yield Scoring(server.grader, rank_text)
+    with RankerGraderServer(rank_text, pipeline.matcher.find) as server:
+        yield lambda weight: Scoring(server.grader(weight), rank_text)
 
 
 @dataclass
@@ -283,9 +294,10 @@ def run_sft(model: str | Path, train_file: Path, settings: ReportActSettings, se
 
 
 def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettings, seed: int,
-            out: Path, scoring: Scoring, reporter: Any = None) -> Path:
-    """GRPO with LoRA; the kept checkpoint with the best greedy validation reward wins.
-    An arm stopped part-way (killed, out of memory) continues from its newest checkpoint."""
+            out: Path, scoring: Scoring, steps: int, reporter: Any = None) -> Path:
+    """`steps` of GRPO with LoRA; the kept checkpoint with the best greedy validation
+    reward wins. An arm stopped part-way (killed, out of memory) continues from its newest
+    checkpoint."""
     from openrft.rl.config import RFTConfig
     from openrft.rl.trainer import train
 
@@ -298,14 +310,14 @@ def run_rft(model: str | Path, files: dict[str, Path], settings: ReportActSettin
         "seed": seed,
         "output_dir": str(out),
         "hyperparameters": {"n_epochs": 50, "batch_size": settings.rft_batch,
-                            "eval_interval": settings.rft_steps, "eval_samples": 8},
+                            "eval_interval": steps, "eval_samples": 8},
         "expert": {
             "group_size": settings.rft_group, "beta": settings.rft_beta, "finetune": "lora",
             "lora_rank": settings.lora_rank, "lora_alpha": 2 * settings.lora_rank,
             "base_learning_rate": settings.rft_learning_rate,
             "max_tokens": settings.max_tokens, "temperature": settings.rft_temperature,
-            "max_steps": settings.rft_steps, "keep_samples": 4,
-            "save_every": every, "keep_checkpoints": settings.rft_steps // every + 1,
+            "max_steps": steps, "keep_samples": 4,
+            "save_every": every, "keep_checkpoints": steps // every + 1,
         },
     })
     result = train(config, reporter=reporter, resume=True)

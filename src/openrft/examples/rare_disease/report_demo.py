@@ -26,7 +26,7 @@ from openrft.examples.rare_disease.report_act import (
     TASK_DEFAULTS,
     ReportActSettings,
     ReportData,
-    Scoring,
+    ScoringFor,
     disease_breakdown,
     evaluate_ranks,
     list_length,
@@ -52,7 +52,7 @@ LABELS = {
 # The default `make demo`: every arm and statistic on a few cases, sized for ~15 min on 2
 # idle cores (its numbers are noise; the full act is the experiment).
 SHORT = ReportActSettings(train_cases=32, valid_cases=16, heldout_cases=40, rft_steps=4,
-                          rft_batch=4, rft_group=4, select_every=4)
+                          sft_rft_steps=4, rft_batch=4, rft_group=4, select_every=4)
 FULL_COMMAND = ("openrft demo --model smollm2-135m-instruct --task {task} --act full --seeds 3 "
                 "--out runs/flagship")
 
@@ -79,22 +79,22 @@ def run_report_seed(data: Any, synonyms: Any, pipeline: TextPipeline, settings: 
     timings: dict[str, float] = {}
     with _timed(timings, "cases", console, f"seed {seed}: reports, pipeline, rows"):
         prepared = prepare_report_data(data, synonyms, pipeline, settings, seed, out)
-    with task_scoring(settings, pipeline, seed) as scoring:
-        return _model_arms(prepared, scoring, settings, seed, out, console, threads, arms,
+    with task_scoring(settings, pipeline, seed) as scoring_for:
+        return _model_arms(prepared, scoring_for, settings, seed, out, console, threads, arms,
                            timings)
 
 
-def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSettings, seed: int,
-                out: Path,
-                console: Console, threads: int | None, arms: tuple[str, ...],
-                timings: dict[str, float]) -> dict[str, Any]:
-    """The model arms of one seed and the statistics of all arms on its held-out rows."""
+def _model_arms(prepared: ReportData, scoring_for: ScoringFor, settings: ReportActSettings,
+                seed: int, out: Path, console: Console, threads: int | None,
+                arms: tuple[str, ...], timings: dict[str, float]) -> dict[str, Any]:
+    """The model arms of one seed and the statistics of all arms on its held-out rows; each
+    RFT arm trains and is selected with its own reading weight."""
     ranks: dict[str, list[int | None]] = dict(prepared.ranks)
     valid: dict[str, float] = {}
     models: dict[str, str] = {"base": settings.model}
     first_answers: dict[str, str] = {}  # each model arm's answer to the first held-out case
 
-    def model_arm(arm: str, build: Any, what: str) -> None:
+    def model_arm(arm: str, build: Any, what: str, reading_weight: float = 0.0) -> None:
         path = out / "ranks" / f"{arm}.json"
         if arm not in arms and not path.exists():
             return
@@ -109,6 +109,7 @@ def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSetti
         with _timed(timings, arm, console, what):
             model = build()
             models[arm] = str(model)
+            scoring = scoring_for(reading_weight)
             valid_graded = evaluate_ranks(model, prepared.files["valid"], settings, scoring)
             held = evaluate_ranks(model, prepared.files["heldout"], settings, scoring)
         valid[arm] = metrics_of(valid_graded.ranks)["top@1"]
@@ -120,11 +121,16 @@ def _model_arms(prepared: ReportData, scoring: Scoring, settings: ReportActSetti
 
     model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
     model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft",
-                                     scoring), "RFT (GRPO, LoRA) from the untuned model")
+                                     scoring_for(settings.rft_reading_weight),
+                                     settings.rft_steps),
+              "RFT (GRPO, LoRA) from the untuned model", settings.rft_reading_weight)
     model_arm("sft", lambda: run_sft(settings.model, prepared.files["train"], settings, seed,
                                      out / "sft", threads), "SFT (LoRA) on the training cases")
     model_arm("sft_rft", lambda: run_rft(models["sft"], prepared.files, settings, seed,
-                                         out / "sft_rft", scoring), "RFT from the SFT model")
+                                         out / "sft_rft",
+                                         scoring_for(settings.sft_rft_reading_weight),
+                                         settings.sft_rft_steps),
+              "RFT from the SFT model", settings.sft_rft_reading_weight)
     return {
         "seed": seed,
         "metrics": {arm: metrics_of(ranks[arm]) for arm in ARMS if arm in ranks},
