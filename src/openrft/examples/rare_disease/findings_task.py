@@ -5,11 +5,11 @@ report's own words. The answer goes through the non-LLM pipeline's string matche
 terms, and hypergeom_d ranks every gene of the release on them. The reward mixes two
 things the grader can check: the true gene's rank in that list (`rank ** -0.5` within
 the top `LIST_LENGTH`, 0 beyond) and the F1 of the answer's HPO terms against the
-reference findings' terms, weighted `READING_WEIGHT`. The rank alone pays as much for
-copying the whole report (negated findings included) as for reading it, and RFT found
-that optimum (variants 11-13 of docs/rare_disease.md); the F1 term makes a copied
-negation cost precision. The ranking, which a 135M model cannot learn (variants 9 and
-9b), stays with the ranker.
+reference findings' terms, mixed by a reading weight (`READING_WEIGHT` for SFT then
+RFT). The rank alone pays as much for copying the whole report (negated findings
+included) as for reading it, and RFT found that optimum (variants 11-13 of
+docs/rare_disease.md); the F1 term makes a copied negation cost precision. The ranking,
+which a 135M model cannot learn (variants 9 and 9b), stays with the ranker.
 
 The answer is a semicolon-separated list, not JSON: the matcher reads words either way,
 and the list costs the small model fewer tokens and no format to get wrong.

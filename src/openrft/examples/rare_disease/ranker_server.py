@@ -75,7 +75,8 @@ def ranker_app(rank_text: Callable[[str], list[str]], find_terms: Terms) -> Fast
 
 
 class RankerGraderServer:
-    """Serves `ranker_app` on 127.0.0.1 while the `with` block runs; `grader` is the spec."""
+    """Serves `ranker_app` on 127.0.0.1 while the `with` block runs; `grader(w)` is the
+    spec of its endpoint grader with reading weight w."""
 
     def __init__(self, rank_text: Callable[[str], list[str]], find_terms: Terms) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
