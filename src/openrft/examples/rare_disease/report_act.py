@@ -79,8 +79,9 @@ class ReportActSettings:
     rft_temperature: float = 0.7  # at 1.0 the 135M model samples mostly off-format text
     select_every: int = 20  # keep a checkpoint every k steps; the best on validation wins
     # The findings reward's share for the answer's findings F1 (the rest: the gene's rank),
-    # per RFT arm. From the untuned model the act ran rank only (variant 13 tried 0.5);
-    # from the SFT model 0.75 won on validation (variant 14).
+    # per RFT arm. From the SFT model 0.75 won on validation (variant 14). From the untuned
+    # model the 3-seed act ran the rank alone; validation favours a weight there too
+    # (variants 13 and 16, one seed), not yet run on three seeds.
     rft_reading_weight: float = 0.0
     sft_rft_reading_weight: float = READING_WEIGHT
 
