@@ -19,6 +19,7 @@ from rich.console import Console
 from openrft.cli import main
 from openrft.examples.rare_disease.report_act import ARMS, MODEL_ARMS
 from openrft.examples.rare_disease.report_demo import SHORT, run_report_demo
+from openrft.rl.run_dir import read_jsonl_rows
 
 
 @pytest.mark.slow
@@ -80,7 +81,7 @@ def test_tiny_act_writes_every_arm_with_intervals(tmp_path: Path, tiny_model_dir
     resumed = run_report_demo(tmp_path, settings, seeds=1, threads=1,
                               console=Console(file=io.StringIO()))
     assert resumed["seeds"][0]["timings"].keys() == {"cases", "rft"}
-    events = [json.loads(x) for x in (rft / "events.jsonl").open()]
+    events = read_jsonl_rows(rft / "events.jsonl")
     resumed_at = [e["data"]["resumed_step"] for e in events if "resumed_step" in (e["data"] or {})]
     assert resumed_at == [1]
     assert resumed["seeds"][0]["ranks"]["rft"] == seed["ranks"]["rft"]
