@@ -65,13 +65,13 @@ def test_findings_f1_counts_each_term_once_and_is_zero_without_a_match() -> None
 
 def test_reward_mixes_rank_and_findings_by_the_reading_weight() -> None:
     # rank 4 (0.5) with F1 4/7: a quarter of the first, three quarters of the second
-    found, reference = ["A", "B", "C"], ["B", "C", "D", "E"]
-    assert math.isclose(findings_reward(4, found, reference), 0.25 * 0.5 + 0.75 * 4 / 7)
-    assert findings_reward(4, found, reference, reading_weight=0.0) == 0.5
-    assert math.isclose(findings_reward(None, found, reference, reading_weight=1.0), 4 / 7)
+    f1 = findings_f1(["A", "B", "C"], ["B", "C", "D", "E"])
+    assert math.isclose(findings_reward(4, f1), 0.25 * 0.5 + 0.75 * 4 / 7)
+    assert findings_reward(4, f1, reading_weight=0.0) == 0.5
+    assert math.isclose(findings_reward(None, f1, reading_weight=1.0), 4 / 7)
     # copying a negated finding into the answer costs precision at the same rank
-    assert findings_reward(1, ["B", "C", "N"], ["B", "C"]) < findings_reward(1, ["B", "C"],
-                                                                              ["B", "C"])
+    copied = findings_f1(["B", "C", "N"], ["B", "C"])
+    assert findings_reward(1, copied) < findings_reward(1, findings_f1(["B", "C"], ["B", "C"]))
 
 
 def test_findings_rows_on_the_mini_release(mini: HPOData) -> None:

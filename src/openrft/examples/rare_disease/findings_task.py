@@ -51,15 +51,16 @@ def rank_reward(rank: int | None) -> float:
 def findings_f1(found: Collection[str], reference: Collection[str]) -> float:
     """F1 of the answer's HPO terms against the reference findings' terms (as sets): the
     harmonic mean of precision and recall, 0 when nothing matches."""
-    hits = len(set(found) & set(reference))
-    return 0.0 if hits == 0 else 2 * hits / (len(set(found)) + len(set(reference)))
+    answer, gold = set(found), set(reference)
+    hits = len(answer & gold)
+    return 0.0 if hits == 0 else 2 * hits / (len(answer) + len(gold))
 
 
-def findings_reward(rank: int | None, found: Collection[str], reference: Collection[str],
-                    reading_weight: float = READING_WEIGHT) -> float:
-    """`(1 - w) * rank_reward(rank) + w * findings_f1(found, reference)`, w the weight."""
-    return (1 - reading_weight) * rank_reward(rank) + reading_weight * findings_f1(found,
-                                                                                 reference)
+def findings_reward(rank: int | None, f1: float, reading_weight: float = READING_WEIGHT
+                    ) -> float:
+    """`(1 - w) * rank_reward(rank) + w * f1`, w the reading weight and `f1` the answer's
+    `findings_f1`."""
+    return (1 - reading_weight) * rank_reward(rank) + reading_weight * f1
 
 
 def grader_spec(url: str, reading_weight: float) -> dict[str, Any]:

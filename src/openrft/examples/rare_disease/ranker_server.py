@@ -66,10 +66,9 @@ def ranker_app(rank_text: Callable[[str], list[str]], find_terms: Terms) -> Fast
                                      "score the answer's findings against")
         answer = request.sample.output_text or ""
         rank = rank_of(request.item.gene, rank_text(answer))
-        found = find_terms(answer)
-        reference = find_terms(request.item.target or "")
-        return {"score": findings_reward(rank, found, reference, reading_weight),
-                "rank": rank, "findings_f1": findings_f1(found, reference)}
+        f1 = findings_f1(find_terms(answer), find_terms(request.item.target or ""))
+        return {"score": findings_reward(rank, f1, reading_weight), "rank": rank,
+                "findings_f1": f1}
 
     return app
 

@@ -26,6 +26,7 @@ from openrft.examples.rare_disease.report_act import (
     TASK_DEFAULTS,
     ReportActSettings,
     ReportData,
+    Scoring,
     ScoringFor,
     disease_breakdown,
     evaluate_ranks,
@@ -94,7 +95,7 @@ def _model_arms(prepared: ReportData, scoring_for: ScoringFor, settings: ReportA
     models: dict[str, str] = {"base": settings.model}
     first_answers: dict[str, str] = {}  # each model arm's answer to the first held-out case
 
-    def model_arm(arm: str, build: Any, what: str, reading_weight: float = 0.0) -> None:
+    def model_arm(arm: str, build: Any, what: str, scoring: Scoring) -> None:
         path = out / "ranks" / f"{arm}.json"
         if arm not in arms and not path.exists():
             return
@@ -109,7 +110,6 @@ def _model_arms(prepared: ReportData, scoring_for: ScoringFor, settings: ReportA
         with _timed(timings, arm, console, what):
             model = build()
             models[arm] = str(model)
-            scoring = scoring_for(reading_weight)
             valid_graded = evaluate_ranks(model, prepared.files["valid"], settings, scoring)
             held = evaluate_ranks(model, prepared.files["heldout"], settings, scoring)
         valid[arm] = metrics_of(valid_graded.ranks)["top@1"]
@@ -119,18 +119,21 @@ def _model_arms(prepared: ReportData, scoring_for: ScoringFor, settings: ReportA
                                       "valid_ranks": valid_graded.ranks,
                                       "answers": held.answers, "seconds": timings[arm]})
 
-    model_arm("base", lambda: settings.model, "untuned model: validation and held-out")
+    rank_only = scoring_for(0.0)  # the untuned and SFT arms are only ranked
+    rft_scoring = scoring_for(settings.rft_reading_weight)
+    sft_rft_scoring = scoring_for(settings.sft_rft_reading_weight)
+    model_arm("base", lambda: settings.model, "untuned model: validation and held-out",
+              rank_only)
     model_arm("rft", lambda: run_rft(settings.model, prepared.files, settings, seed, out / "rft",
-                                     scoring_for(settings.rft_reading_weight),
-                                     settings.rft_steps),
-              "RFT (GRPO, LoRA) from the untuned model", settings.rft_reading_weight)
+                                     rft_scoring, settings.rft_steps),
+              "RFT (GRPO, LoRA) from the untuned model", rft_scoring)
     model_arm("sft", lambda: run_sft(settings.model, prepared.files["train"], settings, seed,
-                                     out / "sft", threads), "SFT (LoRA) on the training cases")
+                                     out / "sft", threads), "SFT (LoRA) on the training cases",
+              rank_only)
     model_arm("sft_rft", lambda: run_rft(models["sft"], prepared.files, settings, seed,
-                                         out / "sft_rft",
-                                         scoring_for(settings.sft_rft_reading_weight),
+                                         out / "sft_rft", sft_rft_scoring,
                                          settings.sft_rft_steps),
-              "RFT from the SFT model", settings.sft_rft_reading_weight)
+              "RFT from the SFT model", sft_rft_scoring)
     return {
         "seed": seed,
         "metrics": {arm: metrics_of(ranks[arm]) for arm in ARMS if arm in ranks},
