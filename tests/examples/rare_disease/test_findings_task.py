@@ -100,15 +100,16 @@ def test_findings_rows_on_the_mini_release(mini: HPOData) -> None:
 
 def test_act_settings_per_task_and_act() -> None:
     full = act_settings("full", "m", "findings")
-    assert (full.task, full.max_tokens, full.rft_steps, full.sft_rft_steps,
-            full.heldout_cases) == ("findings", 64, 100, 40, 600)
+    assert (full.task, full.max_tokens, full.sft_epochs, full.rft_steps, full.sft_rft_steps,
+            full.heldout_cases) == ("findings", 64, 3, 100, 40, 600)
     assert (full.rft_reading_weight, full.sft_rft_reading_weight) == (0.0, 0.75)
     assert list_length(full) == 20
     old = act_settings("full", "m", "candidates")  # the H100 run of docs/rare_disease.md
-    assert (old.max_tokens, old.rft_steps, old.sft_rft_steps, list_length(old)) == (24, 40, 40, 5)
+    assert (old.max_tokens, old.sft_epochs, old.rft_steps, old.sft_rft_steps,
+            list_length(old)) == (24, 1, 40, 40, 5)
     short = act_settings("short", "m", "findings")
-    assert (short.max_tokens, short.rft_steps, short.sft_rft_steps, short.heldout_cases,
-            short.model) == (64, 4, 4, 40, "m")
+    assert (short.max_tokens, short.sft_epochs, short.rft_steps, short.sft_rft_steps,
+            short.heldout_cases, short.model) == (64, 1, 4, 4, 40, "m")
 
 
 @pytest.mark.parametrize(("written", "asked"), [("findings", "candidates"),

@@ -52,8 +52,8 @@ LABELS = {
 }
 # The default `make demo`: every arm and statistic on a few cases, sized for ~15 min on 2
 # idle cores (its numbers are noise; the full act is the experiment).
-SHORT = ReportActSettings(train_cases=32, valid_cases=16, heldout_cases=40, rft_steps=4,
-                          sft_rft_steps=4, rft_batch=4, rft_group=4, select_every=4)
+SHORT = ReportActSettings(train_cases=32, valid_cases=16, heldout_cases=40, sft_epochs=1,
+                          rft_steps=4, sft_rft_steps=4, rft_batch=4, rft_group=4, select_every=4)
 FULL_COMMAND = ("openrft demo --model smollm2-135m-instruct --task {task} --act full --seeds 3 "
                 "--out runs/flagship")
 
