@@ -102,7 +102,7 @@ def test_act_settings_per_task_and_act() -> None:
     full = act_settings("full", "m", "findings")
     assert (full.task, full.max_tokens, full.sft_epochs, full.rft_steps, full.sft_rft_steps,
             full.heldout_cases) == ("findings", 64, 3, 100, 40, 600)
-    assert (full.rft_reading_weight, full.sft_rft_reading_weight) == (0.0, 0.75)
+    assert (full.rft_reading_weight, full.sft_rft_reading_weight) == (0.75, 0.75)
     assert list_length(full) == 20
     old = act_settings("full", "m", "candidates")  # the H100 run of docs/rare_disease.md
     assert (old.max_tokens, old.sft_epochs, old.rft_steps, old.sft_rft_steps,

@@ -5,8 +5,8 @@ report's own words. The answer goes through the non-LLM pipeline's string matche
 terms, and hypergeom_d ranks every gene of the release on them. The reward mixes two
 things the grader can check: the true gene's rank in that list (`rank ** -0.5` within
 the top `LIST_LENGTH`, 0 beyond) and the F1 of the answer's HPO terms against the
-reference findings' terms, mixed by a reading weight (`READING_WEIGHT` for SFT then
-RFT). The rank alone pays as much for copying the whole report (negated findings
+reference findings' terms, mixed by a reading weight (`READING_WEIGHT` for both RFT
+arms). The rank alone pays as much for copying the whole report (negated findings
 included) as for reading it, and RFT found that optimum (variants 11-13 of
 docs/rare_disease.md); the F1 term makes a copied negation cost precision. The ranking,
 which a 135M model cannot learn (variants 9 and 9b), stays with the ranker.
@@ -26,7 +26,7 @@ from openrft.examples.rare_disease.reports import Report
 ASK = ("List every finding this patient has, in the report's own words, separated by "
        "semicolons. Leave out findings that were ruled out, denied or not observed.")
 LIST_LENGTH = 20  # genes ranked and scored; top@max is top@20 for this task
-READING_WEIGHT = 0.75  # the findings F1's share of the SFT->RFT reward (variant 14)
+READING_WEIGHT = 0.75  # the findings F1's share of the RFT reward (variants 14 and 21)
 
 
 def findings_messages(report: str) -> list[dict[str, str]]:
